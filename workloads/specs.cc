@@ -119,7 +119,8 @@ std::string resolve_workload_file(const std::string& kind, const std::string& na
         if (e.path().extension() == ".json") known += (known.empty() ? "" : ", ") + e.path().stem().string();
       }
     }
-    throw ConfigError("unknown " + kind.substr(0, kind.size() - 1) + " '" + name_or_path +
+    const std::string noun = kind == "matrices" ? "matrix" : kind.substr(0, kind.size() - 1);
+    throw ConfigError("unknown " + noun + " '" + name_or_path +
                       "' (known: " + known + ")");
   }
   return path;

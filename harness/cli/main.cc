@@ -15,7 +15,8 @@ void print_usage() {
   auto all = seqscale::cli::verbs();
   std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
   std::cout << "usage: seqscale <verb> [options]   (seqscale <verb> --help for each)\n\nverbs:\n";
-  for (const auto& v : all) std::cout << "  " << v.name << std::string(12 - std::min<size_t>(11, v.name.size()), ' ') << v.summary << "\n";
+  for (const auto& v : all)
+    if (!v.name.starts_with("_")) std::cout << "  " << v.name << std::string(12 - std::min<size_t>(11, v.name.size()), ' ') << v.summary << "\n";
 }
 
 }  // namespace

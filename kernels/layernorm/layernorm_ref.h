@@ -6,6 +6,13 @@
 
 namespace seqscale {
 
+// Pointer forms (the CPU benchmark runs these on tracked buffers).
+void layernorm_fwd_ref(const float* x, const float* weight, const float* bias, std::int64_t rows,
+                       std::int64_t cols, double eps, double* y, double* mean, double* rstd);
+void layernorm_bwd_ref(const float* dy, const float* x, const float* weight, std::int64_t rows,
+                       std::int64_t cols, double eps, double* dx, double* dweight, double* dbias,
+                       double* xhat_scratch /* cols */);
+
 struct LayerNormRefOut {
   std::vector<double> y;     // rows * cols
   std::vector<double> mean;  // rows

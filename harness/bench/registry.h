@@ -1,0 +1,113 @@
+// Benchmarks declare their axes' meaning and the work they do; only the harness keeps
+// time (warm-up, L2 flush, events, repetitions, noise stop), tracks memory and writes
+// results. A benchmark is registered once per backend, in the kernel's own folder:
+//
+//   SEQSCALE_BENCH(layernorm_fwd_cpu, "layernorm_fwd", "kernels", seqscale::Backend::kCpu,
+//                  [](seqscale::BenchState& s) {
+//     const auto rows = s.get_int("rows"), cols = s.get_int("cols");
+//     s.add_cost(layernorm_fwd_cost(rows, cols, s.get_dtype("dtype")));  // the model's declaration
+//     auto* x = s.alloc_array<float>(rows * cols); ...
+//     s.exec([&](void*) { layernorm_fwd_ref(...); });
+//   });
+//
+// CUDA benchmarks live in .cu files (seqscale_cuda) and receive the cudaStream_t as void*.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "workloads/dtype.h"
+#include "workloads/step_program.h"
+
+namespace seqscale {
+
+enum class Backend : std::uint8_t { kCpu, kCuda };
+std::string_view backend_name(Backend b);
+
+// Thrown by BenchState::alloc when the device (or the CPU budget) is exhausted: the point
+// is recorded as `oom`, a data point and not a crash.
+class OutOfMemory : public std::runtime_error {
+ public:
+  explicit OutOfMemory(const std::string& what) : std::runtime_error(what) {}
+};
+// Thrown by BenchState::skip: the point is recorded as `skipped` with the reason.
+class SkipPoint : public std::runtime_error {
+ public:
+  explicit SkipPoint(const std::string& what) : std::runtime_error(what) {}
+};
+
+class BenchState {
+ public:
+  virtual ~BenchState() = default;
+
+  // The point's parameters (matrix axes). Missing or mistyped -> ConfigError naming it.
+  const nlohmann::json& params() const { return params_; }
+  std::int64_t get_int(const std::string& name) const;
+  double get_float(const std::string& name) const;
+  std::string get_string(const std::string& name) const;
+  DType get_dtype(const std::string& name = "dtype") const;
+  bool has(const std::string& name) const { return params_.contains(name); }
+
+  virtual Backend backend() const = 0;
+
+  // Declared work: the harness derives TFLOP/s and GB/s and the fraction of the floors.
+  void add_cost(const KernelCost& c) { cost_.flops += c.flops; cost_.bytes += c.bytes; cost_.workspace_bytes += c.workspace_bytes; }
+  const KernelCost& cost() const { return cost_; }
+
+  // Memory the benchmark owns for the point: device memory on kCuda (stream-ordered pool,
+  // high-water mark), tracked host memory on kCpu. Throws OutOfMemory. Freed after the point.
+  virtual void* alloc(std::size_t bytes) = 0;
+  template <typename T> T* alloc_array(std::int64_t count) {
+    return static_cast<T*>(alloc(static_cast<std::size_t>(count) * sizeof(T)));
+  }
+  // Uniform random values in [lo, hi) written in `dtype` (fp32/fp16/bf16) wherever `p` lives.
+  virtual void fill_random(void* p, std::int64_t count, DType dtype, std::uint64_t seed,
+                           float lo = -1.f, float hi = 1.f) = 0;
+  virtual void fill_value(void* p, std::int64_t count, DType dtype, float value) = 0;
+
+  // Runs `fn` (given the CUDA stream on kCuda, nullptr on kCpu) under the harness's timing
+  // rules and records the samples. Call once per point.
+  virtual void exec(const std::function<void(void* stream)>& fn) = 0;
+
+  // For suites that must keep their own time (collectives: barrier, then max over ranks,
+  // nccl-tests method): hand the harness the per-iteration seconds instead of calling exec.
+  void record_samples(std::vector<double> seconds) { samples_ = std::move(seconds); }
+
+  // Extra per-point numbers (e.g. busbw_GBps, wrong_elements); written under "metrics".
+  void set_metric(const std::string& name, double value) { metrics_[name] = value; }
+  [[noreturn]] void skip(const std::string& why) { throw SkipPoint(why); }
+
+  // Harness side.
+  explicit BenchState(nlohmann::json params) : params_(std::move(params)) {}
+  const std::map<std::string, double>& metrics() const { return metrics_; }
+  const std::vector<double>& samples() const { return samples_; }
+  // Memory numbers of the point (peak_bytes, baseline_bytes, ...), filled by the backend.
+  virtual void memory_metrics(std::map<std::string, double>& out) const = 0;
+
+ protected:
+  nlohmann::json params_;
+  KernelCost cost_;
+  std::map<std::string, double> metrics_;
+  std::vector<double> samples_;
+};
+
+struct BenchDef {
+  std::string name;    // the op name: "layernorm_fwd", "evoformer_attn_fused_fwd", "all_reduce"
+  std::string suite;   // "kernels", "collectives", "steps"
+  Backend backend = Backend::kCpu;
+  std::function<void(BenchState&)> body;
+};
+
+bool register_bench(BenchDef def);
+const std::vector<BenchDef>& registered_benches();
+const BenchDef* find_bench(const std::string& name, Backend backend);
+
+}  // namespace seqscale
+
+#define SEQSCALE_BENCH(id, name, suite, backend, ...) \
+  static const bool seqscale_bench_##id = ::seqscale::register_bench({name, suite, backend, __VA_ARGS__})

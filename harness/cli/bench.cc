@@ -1,0 +1,74 @@
+// seqscale bench: expand a matrix, run its points (isolated, resumable), write DIR/results.json.
+//   seqscale bench --matrix layernorm --out out/ln [--filter REGEX] [--dry-run]
+//   seqscale bench --suite collectives --out out/coll      (matrix named after the suite)
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
+#include "harness/cli/verb.h"
+#include "harness/runner.h"
+#include "workloads/config_error.h"
+
+namespace seqscale::cli {
+namespace {
+
+Isolation parse_isolation(const std::string& s) {
+  if (s == "worker") return Isolation::kWorker;
+  if (s == "process") return Isolation::kProcess;
+  if (s == "none") return Isolation::kNone;
+  throw UsageError("seqscale bench: --isolation is '" + s + "', must be worker, process or none");
+}
+
+int run_bench(const std::vector<std::string>& args) {
+  po::options_description opts;
+  std::string matrix_name, suite, out_dir, filter, isolation;
+  opts.add_options()
+    ("matrix", po::value(&matrix_name), "matrix name (workloads/matrices/NAME.json) or path")
+    ("suite", po::value(&suite), "only points of this suite; alone, runs the matrix named after it")
+    ("out", po::value(&out_dir), "output directory (results.json is written and resumed there)")
+    ("filter", po::value(&filter), "regex on point ids (suite/bench/backend/axis=value,...)")
+    ("dry-run", "list the points and exit")
+    ("retry-failed", "rerun points recorded as failed")
+    ("isolation", po::value(&isolation)->default_value("worker"),
+     "worker (child process, replaced after a crash), process (one per point) or none")
+    ("json", "print the run summary as JSON");
+  po::variables_map vm;
+  if (!parse_args("bench", args, opts, vm, nullptr, "--matrix M --out DIR [options]")) return 0;
+  if (matrix_name.empty() && suite.empty()) throw UsageError("seqscale bench: --matrix or --suite is required");
+  if (matrix_name.empty()) matrix_name = suite;
+  if (out_dir.empty() && !vm.count("dry-run")) throw UsageError("seqscale bench: --out is required");
+
+  Matrix matrix = load_matrix(matrix_name);
+  if (!suite.empty()) std::erase_if(matrix.points, [&](const MatrixPoint& p) { return p.suite != suite; });
+
+  RunOptions ro;
+  ro.results_path = out_dir + "/results.json";
+  ro.filter = filter;
+  ro.dry_run = vm.count("dry-run") > 0;
+  ro.retry_failed = vm.count("retry-failed") > 0;
+  ro.isolation = parse_isolation(isolation);
+  ro.self_exe = self_executable_path();
+  ro.command_line = "seqscale bench";
+  for (const auto& a : args) ro.command_line += " " + a;
+
+  const RunSummary s = run_matrix(matrix, ro, ro.dry_run ? std::cout : std::cerr);
+  if (ro.dry_run) return 0;
+  if (vm.count("json")) {
+    std::cout << nlohmann::json{{"results", ro.results_path}, {"total", s.total}, {"ran", s.ran},
+                                {"resumed", s.resumed}, {"ok", s.ok}, {"oom", s.oom},
+                                {"failed", s.failed}, {"skipped", s.skipped}, {"wall_s", s.wall_s}}.dump()
+              << "\n";
+  } else {
+    std::cout << "bench " << matrix.name << ": " << s.total << " points, " << s.ran << " run, "
+              << s.resumed << " resumed; ok " << s.ok << ", oom " << s.oom << ", failed " << s.failed
+              << ", skipped " << s.skipped << " (" << s.wall_s << " s)\nresults: " << ro.results_path << "\n";
+  }
+  return s.failed > 0 ? 1 : 0;
+}
+
+int run_worker(const std::vector<std::string>&) { return worker_main(); }
+
+}  // namespace
+SEQSCALE_VERB("bench", "run a benchmark matrix and write results", run_bench);
+SEQSCALE_VERB("_worker", "internal: run points sent on stdin", run_worker);
+}  // namespace seqscale::cli

@@ -1,0 +1,158 @@
+#!/usr/bin/python3
+"""Render seqscale results (schema seqscale.results/1) as PNG plots and a Markdown index.
+
+Usage: report.py --out DIR results.json [more.json ...]
+Runs on Debian's python3 + python3-matplotlib. Reads results only; never writes into results/.
+One figure per (suite, bench): the numeric axis with the most values on x, achieved GB/s or
+TFLOP/s (whichever the benchmark declares more of, against its floor) on y, one line per
+remaining parameter combination and backend. A second panel shows peak memory.
+"""
+import argparse
+import collections
+import json
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+SCHEMA = "seqscale.results/1"
+
+
+def load(path):
+    with open(path) as f:
+        doc = json.load(f)
+    if doc.get("schema") != SCHEMA:
+        sys.exit(f"{path}: field 'schema' is {doc.get('schema')!r}, expected {SCHEMA!r}")
+    return doc
+
+
+def x_axis(points):
+    """The numeric parameter with the most distinct values (None if there is none)."""
+    values = collections.defaultdict(set)
+    for p in points:
+        for k, v in p["params"].items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                values[k].add(v)
+    best = [k for k, v in sorted(values.items(), key=lambda kv: -len(kv[1])) if len(v) > 1]
+    return best[0] if best else None
+
+
+def metric_of(points):
+    flops = sum(p.get("declared", {}).get("flops", 0) for p in points)
+    byts = sum(p.get("declared", {}).get("bytes", 0) for p in points)
+    if "busbw_GBps" in points[0].get("metrics", {}):
+        return "busbw_GBps", "bus bandwidth (GB/s)"
+    # Arithmetic intensity above ~50 FLOP/B means compute-bound on every GPU we target.
+    if byts > 0 and flops / byts > 50:
+        return "TFLOPs", "achieved TFLOP/s (declared FLOPs / median time)"
+    if byts > 0:
+        return "GBps", "achieved GB/s (declared bytes / median time)"
+    return "median_s", "median time (s)"
+
+
+def value(p, metric):
+    if metric == "median_s":
+        return p["stats"]["median_s"]
+    return p.get("metrics", {}).get(metric)
+
+
+def plot_bench(name, points, out_dir, label_prefix):
+    ok = [p for p in points if p["status"] == "ok"]
+    if not ok:
+        return None
+    xa = x_axis(ok)
+    metric, ylabel = metric_of(ok)
+    series = collections.defaultdict(list)
+    for p in ok:
+        rest = ",".join(f"{k}={v}" for k, v in sorted(p["params"].items()) if k != xa)
+        series[(p["backend"], p.get("source", "measured"), rest)].append(p)
+    fig, (ax, axm) = plt.subplots(1, 2, figsize=(13, 4.8))
+    for (backend, source, rest), pts in sorted(series.items()):
+        label = f"{label_prefix}{backend}/{source} {rest}".strip()
+        if xa:
+            pts = sorted(pts, key=lambda p: p["params"][xa])
+            xs = [p["params"][xa] for p in pts]
+        else:
+            xs = list(range(len(pts)))
+        ys = [value(p, metric) for p in pts]
+        ax.plot(xs, ys, marker="o", label=label)
+        mem = [p.get("metrics", {}).get("peak_bytes", 0) / 2**20 for p in pts]
+        axm.plot(xs, mem, marker="s", label=label)
+    for a in (ax, axm):
+        a.set_xlabel(xa or "point")
+        if xa:
+            a.set_xscale("log", base=2)
+        a.grid(True, alpha=0.3)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{name}: throughput")
+    axm.set_ylabel("peak memory (MiB, allocator high-water mark)")
+    axm.set_title(f"{name}: peak memory")
+    ax.legend(fontsize=6, loc="best")
+    fig.tight_layout()
+    fname = f"{name.replace('/', '_')}.png"
+    fig.savefig(os.path.join(out_dir, fname), dpi=110)
+    plt.close(fig)
+    return fname
+
+
+def fmt(x, unit=""):
+    if x is None:
+        return ""
+    if isinstance(x, float):
+        return f"{x:.4g}{unit}"
+    return f"{x}{unit}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    ap.add_argument("results", nargs="+")
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    docs = [(path, load(path)) for path in args.results]
+    many = len(docs) > 1
+    lines = ["# seqscale report", ""]
+    groups = collections.defaultdict(list)
+    for i, (path, doc) in enumerate(docs):
+        run = doc["run"]
+        lines += [f"## Run {i}: `{path}`", "",
+                  f"- device: {run['device']}  driver: {run.get('driver') or '-'}  "
+                  f"CUDA runtime: {run.get('cuda_runtime') or '-'}  NCCL: {run.get('nccl') or '-'}",
+                  f"- commit: `{run['git_commit']}`  host: {run['host']}  started: {run['started_utc']}",
+                  f"- command: `{run['command_line']}`", ""]
+        counts = collections.Counter(p["status"] for p in doc["points"])
+        lines.append("- points: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        lines.append("")
+        for p in doc["points"]:
+            groups[(p["suite"], p["bench"])].append(dict(p, _run=i))
+    lines += ["## Benchmarks", ""]
+    for (suite, bench), pts in sorted(groups.items()):
+        fname = plot_bench(f"{suite}/{bench}", pts, args.out, "")
+        lines += [f"### {suite}/{bench}", ""]
+        if fname:
+            lines += [f"![{bench}]({fname})", ""]
+        lines += ["| run | backend | params | status | median | min..max | noise | GB/s | TFLOP/s | peak MiB |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for p in sorted(pts, key=lambda p: (p["backend"], json.dumps(p["params"], sort_keys=True))):
+            st = p["stats"]
+            m = p.get("metrics", {})
+            params = ", ".join(f"{k}={v}" for k, v in sorted(p["params"].items()))
+            status = p["status"] + (f" ({p['reason'][:60]})" if p.get("reason") else "")
+            if p["status"] == "ok":
+                cells = [fmt(st["median_s"] * 1e6, " us"),
+                         f"{st['min_s'] * 1e6:.4g}..{st['max_s'] * 1e6:.4g} us",
+                         f"{st['rel_noise'] * 100:.2f}%", fmt(m.get("GBps")), fmt(m.get("TFLOPs")),
+                         fmt(m.get("peak_bytes", 0) / 2**20)]
+            else:
+                cells = [""] * 6
+            lines.append(f"| {p['_run'] if many else ''} | {p['backend']} | {params} | {status} | " + " | ".join(cells) + " |")
+        lines.append("")
+    with open(os.path.join(args.out, "index.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

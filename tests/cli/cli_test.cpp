@@ -1,0 +1,76 @@
+// CLI exit codes and one-line errors: 0 ok, 1 negative outcome, 2 bad usage or input.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <memory>
+
+namespace {
+
+const std::string kBinary = SEQSCALE_BINARY_DIR "/harness/cli/seqscale";
+
+struct Ran {
+  int code;
+  std::string output;
+};
+
+Ran run(const std::string& args) {
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen((kBinary + " " + args + " 2>&1").c_str(), "r"), pclose);
+  std::string out;
+  std::array<char, 4096> buf{};
+  while (fgets(buf.data(), buf.size(), pipe.get())) out += buf.data();
+  const int rc = pclose(pipe.release());
+  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, out};
+}
+
+TEST(Cli, InfoNeverCrashesWithoutAGpu) {
+  const Ran r = run("info");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.output.find("features:"), std::string::npos);
+  const Ran j = run("info --json");
+  EXPECT_EQ(j.code, 0);
+  EXPECT_NE(j.output.find("\"device_count\""), std::string::npos);
+}
+
+TEST(Cli, UnknownVerbOrFlagIsOneLineAndExitTwo) {
+  Ran r = run("frobnicate");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.output.find("unknown verb 'frobnicate'"), std::string::npos);
+  for (const char* verb : {"info", "bench", "gate", "report"}) {
+    r = run(std::string(verb) + " --no-such-flag");
+    EXPECT_EQ(r.code, 2) << verb;
+    EXPECT_NE(r.output.find("no-such-flag"), std::string::npos) << verb << ": " << r.output;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+  }
+}
+
+TEST(Cli, EveryVerbHasHelp) {
+  for (const char* verb : {"info", "bench", "gate", "report"}) {
+    const Ran r = run(std::string(verb) + " --help");
+    EXPECT_EQ(r.code, 0) << verb;
+    EXPECT_NE(r.output.find("usage: seqscale"), std::string::npos) << verb;
+  }
+}
+
+TEST(Cli, BadValuesNameTheirFlagOrField) {
+  Ran r = run("bench --matrix no-such-matrix --out /tmp/x");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.output.find("unknown matrix 'no-such-matrix'"), std::string::npos) << r.output;
+  r = run("bench --matrix layernorm --out /tmp/x --isolation sometimes");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.output.find("--isolation"), std::string::npos) << r.output;
+  r = run("gate /nonexistent/a.json /nonexistent/b.json");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.output.find("/nonexistent/a.json"), std::string::npos) << r.output;
+  r = run("gate --min-band 7 a b");
+  EXPECT_EQ(r.code, 2);
+}
+
+TEST(Cli, BenchDryRunListsPoints) {
+  const Ran r = run("bench --matrix layernorm --dry-run --filter 'layernorm_bwd/cpu'");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 6) << r.output;
+}
+
+}  // namespace
