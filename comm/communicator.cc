@@ -1,0 +1,83 @@
+// Backend-independent parts of the Communicator: names, byte counters, bus-bandwidth
+// factors and the context string every error message carries.
+#include "comm/communicator.h"
+
+#include <cstdlib>
+
+#include "comm/str_cat.h"
+
+namespace seqscale::comm {
+
+std::string_view reduce_op_name(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::kSum: return "sum";
+    case ReduceOp::kProd: return "prod";
+    case ReduceOp::kMax: return "max";
+    case ReduceOp::kMin: return "min";
+    case ReduceOp::kAvg: return "avg";
+  }
+  return "?";
+}
+
+bool parse_reduce_op(std::string_view name, ReduceOp* out) {
+  for (auto op : {ReduceOp::kSum, ReduceOp::kProd, ReduceOp::kMax, ReduceOp::kMin, ReduceOp::kAvg}) {
+    if (reduce_op_name(op) == name) {
+      *out = op;
+      return true;
+    }
+  }
+  return false;
+}
+
+CommOptions options_from_env(CommOptions base) {
+  if (const char* s = std::getenv("SEQSCALE_COMM_TIMEOUT_S")) {
+    char* end = nullptr;
+    const double v = std::strtod(s, &end);
+    if (end != s && v > 0) base.timeout_s = v;
+  }
+  return base;
+}
+
+void wait_all(std::vector<WorkPtr>& works) {
+  for (auto& w : works) {
+    if (w) w->wait();
+  }
+  works.clear();
+}
+
+std::string OpContext::describe() const {
+  return str_cat({collective, " on group ", group_name(group), " (world rank ", std::to_string(world_rank), "/",
+                  std::to_string(world_size), ", group rank ", std::to_string(group_rank), "/",
+                  std::to_string(group_size), ", ", std::to_string(bytes), " B)"});
+}
+
+void Communicator::count(GroupKind g, Collective c, std::int64_t size_bytes) {
+  auto& s = stats_[group_index(g)];
+  s.calls += 1;
+  s.bytes += size_bytes;
+  s.bytes_by_collective[static_cast<int>(c)] += size_bytes;
+  s.wire_bytes += static_cast<std::int64_t>(static_cast<double>(size_bytes) * busbw_factor(c, group_size(g)));
+}
+
+OpContext Communicator::context(std::string_view collective, GroupKind g, std::int64_t bytes) const {
+  return OpContext{collective, g, rank(), size(), group_rank(g), group_size(g), bytes};
+}
+
+std::int64_t bytes_since(const std::array<CommStats, kNumGroupKinds>& before, const Communicator& c, GroupKind g) {
+  return c.stats(g).bytes - before[group_index(g)].bytes;
+}
+
+double busbw_factor(Collective c, int n) {
+  if (n <= 1) return c == Collective::kBroadcast || c == Collective::kSendRecv ? 1.0 : 0.0;
+  switch (c) {
+    case Collective::kAllReduce: return 2.0 * (n - 1) / n;
+    case Collective::kAllGather:
+    case Collective::kReduceScatter:
+    case Collective::kAllToAll: return static_cast<double>(n - 1) / n;
+    case Collective::kBroadcast:
+    case Collective::kSendRecv: return 1.0;
+  }
+  return 1.0;
+}
+
+}  // namespace seqscale::comm
