@@ -1,0 +1,143 @@
+#include "model/calibration.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "workloads/config_error.h"
+#include "workloads/json_fields.h"
+
+namespace seqscale {
+
+std::string_view tier_name(LinkTier t) { return t == LinkTier::kNvlink ? "nvlink" : "ib"; }
+
+double Calibration::compute_efficiency(std::string_view kernel) const {
+  if (auto it = compute.find(kernel); it != compute.end()) return it->second;
+  for (std::string_view suffix : {"_fwd", "_bwd", "_recompute"}) {
+    if (kernel.size() > suffix.size() && kernel.ends_with(suffix)) {
+      if (auto it = compute.find(kernel.substr(0, kernel.size() - suffix.size())); it != compute.end()) {
+        return it->second;
+      }
+    }
+  }
+  return default_compute_efficiency;
+}
+
+double Calibration::comm_efficiency(Collective c, LinkTier tier) const {
+  if (auto t = comm.find(tier_name(tier)); t != comm.end()) {
+    if (auto it = t->second.find(collective_name(c)); it != t->second.end()) return it->second;
+  }
+  return default_comm_efficiency;
+}
+
+// Defaults, used when no measured calibration is given. Each is a fraction of peak:
+//  gemm 0.80            ANCHORS.md s5: H100 bf16 GEMM measured 798 of 989 TFLOP/s (0.81);
+//                       A100 cuBLAS large bf16 GEMMs reach ~250 of 312 (0.80).
+//  attention_fused 0.55 FlashAttention-2 (Dao 2023) A100 fwd+bwd ~50-60% of peak at d=128.
+//  attention_naive 0.45 materialized QK^T / PV batched GEMMs are smaller and the softmax in
+//                       between is bandwidth-bound (bytes are priced separately).
+//  softmax, layernorm, elementwise 0.70 of HBM bandwidth: one-pass kernels (FastFold
+//                       fused softmax / Apex layernorm reach 70-85% of copy bandwidth).
+//  optimizer 0.60       fused Adam streams 16 B/param in + 16 out, ~60% of copy bandwidth.
+//  Collectives: NCCL busbw / link bandwidth. nccl-tests on DGX A100: all_reduce ~230 of
+//  300 GB/s NVLink (0.77); across nodes ~ 0.80 of the per-GPU HDR rate; all_to_all is the
+//  worst pattern (0.60 NVLink, 0.55 IB).
+Calibration default_calibration() {
+  Calibration c;
+  c.source = "default";
+  c.default_compute_efficiency = 0.5;
+  c.compute = {{"gemm", 0.80},      {"attention_fused", 0.55}, {"attention_naive", 0.45},
+               {"softmax", 0.70},   {"layernorm", 0.70},       {"elementwise", 0.70},
+               {"cross_entropy", 0.60}, {"optimizer", 0.60}};
+  c.default_comm_efficiency = 0.70;
+  c.comm["nvlink"] = {{"all_reduce", 0.77}, {"all_gather", 0.77}, {"reduce_scatter", 0.77},
+                      {"all_to_all", 0.60}, {"broadcast", 0.75}, {"send_recv", 0.75}};
+  c.comm["ib"] = {{"all_reduce", 0.80}, {"all_gather", 0.80}, {"reduce_scatter", 0.80},
+                  {"all_to_all", 0.55}, {"broadcast", 0.80}, {"send_recv", 0.80}};
+  return c;
+}
+
+namespace {
+
+double read_efficiency(JsonFields& f, const std::string& key) { return f.number(key, 1e-6, 1.0); }
+
+}  // namespace
+
+Calibration load_calibration(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(path + ": cannot open calibration file");
+  nlohmann::json doc;
+  try {
+    doc = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw ConfigError(path + ": not valid JSON (" + e.what() + ")");
+  }
+  JsonFields f(doc, path);
+  const std::string schema = f.str("schema");
+  if (schema != kCalibrationSchema) {
+    f.fail("schema", "is '" + schema + "', must be '" + std::string(kCalibrationSchema) + "'");
+  }
+  // Start from the defaults: a file may calibrate only some kernels or collectives.
+  Calibration c = default_calibration();
+  c.device = f.str_or("device", "");
+  c.source = f.str_or("source", path);
+  c.default_compute_efficiency = f.number_or("default_compute_efficiency", c.default_compute_efficiency, 1e-6, 1.0);
+  c.default_comm_efficiency = f.number_or("default_comm_efficiency", c.default_comm_efficiency, 1e-6, 1.0);
+  if (f.has("compute_efficiency")) {
+    JsonFields ce(f.raw("compute_efficiency"), path, "compute_efficiency");
+    for (const auto& [key, value] : f.raw("compute_efficiency").items()) {
+      c.compute[key] = read_efficiency(ce, key);
+    }
+    ce.reject_unknown();
+  }
+  if (f.has("comm_efficiency")) {
+    const auto& tiers = f.raw("comm_efficiency");
+    JsonFields tf(tiers, path, "comm_efficiency");
+    for (const auto& [tier, colls] : tiers.items()) {
+      if (tier != "nvlink" && tier != "ib") tf.fail(tier, "is not a link tier (nvlink, ib)");
+      JsonFields cf(tf.raw(tier), path, "comm_efficiency." + tier);
+      for (const auto& [coll, value] : colls.items()) {
+        bool known = false;
+        for (int i = 0; i <= static_cast<int>(Collective::kSendRecv); ++i) {
+          known = known || collective_name(static_cast<Collective>(i)) == coll;
+        }
+        if (!known) cf.fail(coll, "is not a collective (all_reduce, all_gather, reduce_scatter, all_to_all, broadcast, send_recv)");
+        c.comm[tier][coll] = read_efficiency(cf, coll);
+      }
+      cf.reject_unknown();
+    }
+    tf.reject_unknown();
+  }
+  f.reject_unknown();
+  return c;
+}
+
+void save_calibration(const Calibration& cal, const std::string& path) {
+  nlohmann::json j;
+  j["schema"] = kCalibrationSchema;
+  j["device"] = cal.device;
+  j["source"] = cal.source;
+  j["default_compute_efficiency"] = cal.default_compute_efficiency;
+  j["compute_efficiency"] = nlohmann::json::object();
+  for (const auto& [k, v] : cal.compute) j["compute_efficiency"][k] = v;
+  j["default_comm_efficiency"] = cal.default_comm_efficiency;
+  j["comm_efficiency"] = nlohmann::json::object();
+  for (const auto& [tier, colls] : cal.comm) {
+    for (const auto& [k, v] : colls) j["comm_efficiency"][tier][k] = v;
+  }
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    if (!out) throw ConfigError(path + ": cannot write calibration file");
+    out << j.dump(2) << "\n";
+    out.flush();
+    if (!out) throw ConfigError(path + ": write failed");
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) throw ConfigError(path + ": cannot rename " + tmp + " (" + ec.message() + ")");
+}
+
+}  // namespace seqscale
