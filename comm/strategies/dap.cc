@@ -1,0 +1,213 @@
+// Dynamic Axial Parallelism for the Evoformer (FastFold, Cheng et al. 2022; ANCHORS
+// section 2) on the DAP group (the SP axis of comm/groups.h). The MSA m [N_seq, N_res, c]
+// is split along N_seq for row-wise ops and along N_res for column-wise ops; an
+// all-to-all switches the split. The pair representation z [N_res, N_res, c_z] is split
+// by rows; the pair bias b = z . w_b it feeds the MSA row op is all-gathered.
+//   row op     m1[s,i,:] = sum_j softmax_j(b[i,j]) m[s,j,:]   (pair-biased row mixing)
+//   column op  m2[s,r,c] = m1[s,r,c] + w[c] * mean_s' m1[s',r,c]
+// Backward: all-to-alls mirrored, the gradient of the all-gathered bias reduce-scattered
+// back to the pair rows, replicated weights' gradients all-reduced. "Duality async":
+// the d(w) all-reduce is launched, the row-op backward runs, then it is waited on.
+#include <cmath>
+
+#include "comm/strategies/strategy.h"
+
+namespace seqscale::comm {
+namespace {
+
+constexpr int kSeq = 8, kRes = 8, kC = 4, kCz = 4;  // kSeq, kRes % P == 0 for P <= 8
+constexpr std::uint64_t kSeed = 700;
+
+void declare(const RankLayout& l, int, StepProgram& p) {
+  const int n = l.group_size(GroupKind::kDap);
+  const std::int64_t msa_bytes = std::int64_t{kSeq} / n * kRes * kC * 4, bias_bytes = std::int64_t{kRes} * kRes * 4;
+  declare_comm(p, l, Collective::kAllGather, GroupKind::kDap, bias_bytes, Phase::kForward);
+  declare_comm(p, l, Collective::kAllToAll, GroupKind::kDap, msa_bytes, Phase::kForward);
+  declare_comm(p, l, Collective::kAllToAll, GroupKind::kDap, msa_bytes, Phase::kForward);
+  declare_comm(p, l, Collective::kAllToAll, GroupKind::kDap, msa_bytes, Phase::kBackward);
+  declare_comm(p, l, Collective::kAllReduce, GroupKind::kDap, kC * 4, Phase::kBackward, true);  // d(w), async
+  declare_comm(p, l, Collective::kAllToAll, GroupKind::kDap, msa_bytes, Phase::kBackward);
+  declare_comm(p, l, Collective::kReduceScatter, GroupKind::kDap, bias_bytes, Phase::kBackward);
+  declare_comm(p, l, Collective::kAllReduce, GroupKind::kDap, kCz * 4, Phase::kBackward);  // d(w_b)
+}
+
+struct Inputs {
+  std::vector<float> m, z, w, wb, dout;
+};
+Inputs inputs() {
+  return {random_vector(kSeq * kRes * kC, kSeed + 1), random_vector(kRes * kRes * kCz, kSeed + 2),
+          random_vector(kC, kSeed + 3), random_vector(kCz, kSeed + 4), random_vector(kSeq * kRes * kC, kSeed + 5)};
+}
+
+// Pair bias rows [rows, kRes] from pair rows [rows, kRes, kCz].
+std::vector<float> pair_bias(const float* z, int rows, const std::vector<float>& wb) {
+  std::vector<float> b(static_cast<std::size_t>(rows) * kRes);
+  for (std::size_t i = 0; i < b.size(); ++i) {
+    double s = 0;
+    for (int c = 0; c < kCz; ++c) s += static_cast<double>(z[i * kCz + c]) * wb[c];
+    b[i] = static_cast<float>(s);
+  }
+  return b;
+}
+std::vector<float> softmax_rows(const std::vector<float>& b) {
+  std::vector<float> a(b.size());
+  for (int i = 0; i < kRes; ++i) {
+    double mx = -1e300, sum = 0;
+    for (int j = 0; j < kRes; ++j) mx = std::max(mx, static_cast<double>(b[i * kRes + j]));
+    for (int j = 0; j < kRes; ++j) sum += std::exp(b[i * kRes + j] - mx);
+    for (int j = 0; j < kRes; ++j) a[i * kRes + j] = static_cast<float>(std::exp(b[i * kRes + j] - mx) / sum);
+  }
+  return a;
+}
+// Row op on `seqs` MSA rows [seqs, kRes, kC].
+std::vector<float> row_op(const std::vector<float>& m, const std::vector<float>& a, int seqs) {
+  std::vector<float> out(m.size(), 0.f);
+  for (int s = 0; s < seqs; ++s)
+    for (int i = 0; i < kRes; ++i)
+      for (int j = 0; j < kRes; ++j)
+        for (int c = 0; c < kC; ++c) out[(s * kRes + i) * kC + c] += a[i * kRes + j] * m[(s * kRes + j) * kC + c];
+  return out;
+}
+// Column op on all kSeq rows of `res` residues [kSeq, res, kC]; returns the column means too.
+std::vector<float> col_op(const std::vector<float>& m1, const std::vector<float>& w, int res, std::vector<float>& mean) {
+  mean.assign(static_cast<std::size_t>(res) * kC, 0.f);
+  for (int s = 0; s < kSeq; ++s)
+    for (int i = 0; i < res * kC; ++i) mean[i] += m1[s * res * kC + i] / kSeq;
+  std::vector<float> out(m1.size());
+  for (int s = 0; s < kSeq; ++s)
+    for (int i = 0; i < res * kC; ++i) out[s * res * kC + i] = m1[s * res * kC + i] + w[i % kC] * mean[i];
+  return out;
+}
+// Column-op backward: d(m1) and the partial d(w) over these residues.
+std::vector<float> col_bwd(const std::vector<float>& g, const std::vector<float>& w, const std::vector<float>& mean,
+                           int res, std::vector<float>& dw) {
+  std::vector<float> colsum(static_cast<std::size_t>(res) * kC, 0.f), dm1(g.size());
+  dw.assign(kC, 0.f);
+  for (int s = 0; s < kSeq; ++s)
+    for (int i = 0; i < res * kC; ++i) {
+      colsum[i] += g[s * res * kC + i];
+      dw[i % kC] += g[s * res * kC + i] * mean[i];
+    }
+  for (int s = 0; s < kSeq; ++s)
+    for (int i = 0; i < res * kC; ++i) dm1[s * res * kC + i] = g[s * res * kC + i] + w[i % kC] / kSeq * colsum[i];
+  return dm1;
+}
+// Row-op backward: d(m) and the partial d(bias) [kRes, kRes] over these MSA rows.
+std::vector<float> row_bwd(const std::vector<float>& m, const std::vector<float>& a, const std::vector<float>& dm1,
+                           int seqs, std::vector<float>& db) {
+  std::vector<float> dm(m.size(), 0.f), da(static_cast<std::size_t>(kRes) * kRes, 0.f);
+  for (int s = 0; s < seqs; ++s)
+    for (int i = 0; i < kRes; ++i)
+      for (int j = 0; j < kRes; ++j)
+        for (int c = 0; c < kC; ++c) {
+          dm[(s * kRes + j) * kC + c] += a[i * kRes + j] * dm1[(s * kRes + i) * kC + c];
+          da[i * kRes + j] += dm1[(s * kRes + i) * kC + c] * m[(s * kRes + j) * kC + c];
+        }
+  db.assign(da.size(), 0.f);
+  for (int i = 0; i < kRes; ++i) {
+    double dot = 0;
+    for (int j = 0; j < kRes; ++j) dot += static_cast<double>(a[i * kRes + j]) * da[i * kRes + j];
+    for (int j = 0; j < kRes; ++j) db[i * kRes + j] = static_cast<float>(a[i * kRes + j] * (da[i * kRes + j] - dot));
+  }
+  return dm;
+}
+// d(z) rows and partial d(w_b) from d(bias) rows.
+void pair_bwd(const float* z, const float* db, int rows, const std::vector<float>& wb, std::vector<float>& dz,
+              std::vector<float>& dwb) {
+  dz.assign(static_cast<std::size_t>(rows) * kRes * kCz, 0.f);
+  dwb.assign(kCz, 0.f);
+  for (int i = 0; i < rows * kRes; ++i)
+    for (int c = 0; c < kCz; ++c) {
+      dz[i * kCz + c] = db[i] * wb[c];
+      dwb[c] += db[i] * z[i * kCz + c];
+    }
+}
+
+// [seqs/P rows, kRes, kC] split on N_seq <-> [kSeq, kRes/P, kC] split on N_res.
+std::vector<float> seq_to_res(Communicator& c, const std::vector<float>& x, int n) {
+  const int sl = kSeq / n, rl = kRes / n;
+  std::vector<float> send(x.size()), recv(x.size());
+  for (int j = 0; j < n; ++j)
+    for (int s = 0; s < sl; ++s)
+      for (int r = 0; r < rl; ++r)
+        for (int ch = 0; ch < kC; ++ch)
+          send[((j * sl + s) * rl + r) * kC + ch] = x[(s * kRes + j * rl + r) * kC + ch];
+  c.all_to_all(GroupKind::kDap, send.data(), recv.data(), sl * rl * kC, DType::kFp32);
+  return recv;  // block j = rows of rank j: already [kSeq, rl, kC]
+}
+WorkPtr res_to_seq_async(Communicator& c, const std::vector<float>& x, std::vector<float>& recv, int n) {
+  recv.resize(x.size());
+  return c.iall_to_all(GroupKind::kDap, x.data(), recv.data(), kSeq / n * (kRes / n) * kC, DType::kFp32);
+}
+std::vector<float> unpack_res_blocks(const std::vector<float>& recv, int n) {
+  const int sl = kSeq / n, rl = kRes / n;
+  std::vector<float> out(recv.size());
+  for (int j = 0; j < n; ++j)
+    for (int s = 0; s < sl; ++s)
+      for (int r = 0; r < rl; ++r)
+        for (int ch = 0; ch < kC; ++ch)
+          out[(s * kRes + j * rl + r) * kC + ch] = recv[((j * sl + s) * rl + r) * kC + ch];
+  return out;
+}
+
+Tensors run(Communicator& c, const RankLayout& l) {
+  const int n = l.group_size(GroupKind::kDap), me = c.group_rank(GroupKind::kDap);
+  const int sl = kSeq / n, rl = kRes / n;
+  const Inputs in = inputs();
+  const auto m = slice_rows(in.m, kRes * kC, me * sl, (me + 1) * sl);
+  const auto z = slice_rows(in.z, kRes * kCz, me * rl, (me + 1) * rl);
+  const auto b_rows = pair_bias(z.data(), rl, in.wb);
+  std::vector<float> b(static_cast<std::size_t>(kRes) * kRes);
+  c.all_gather(GroupKind::kDap, b_rows.data(), b.data(), rl * kRes, DType::kFp32);
+  const auto a = softmax_rows(b);
+  const auto m1 = row_op(m, a, sl);
+  const auto m1c = seq_to_res(c, m1, n);
+  std::vector<float> mean, tmp;
+  const auto m2c = col_op(m1c, in.w, rl, mean);
+  res_to_seq_async(c, m2c, tmp, n)->wait();
+  Tensors out;
+  out["out"] = unpack_res_blocks(tmp, n);
+
+  const auto g = slice_rows(in.dout, kRes * kC, me * sl, (me + 1) * sl);
+  const auto gc = seq_to_res(c, g, n);
+  std::vector<float> dw;
+  const auto dm1c = col_bwd(gc, in.w, mean, rl, dw);
+  auto dw_work = c.iall_reduce(GroupKind::kDap, dw.data(), dw.data(), kC, DType::kFp32, ReduceOp::kSum);
+  res_to_seq_async(c, dm1c, tmp, n)->wait();
+  const auto dm1 = unpack_res_blocks(tmp, n);
+  std::vector<float> db_partial, db_rows(static_cast<std::size_t>(rl) * kRes);
+  out["dm"] = row_bwd(m, a, dm1, sl, db_partial);  // overlaps the d(w) all-reduce
+  dw_work->wait();
+  out["dw"] = dw;
+  c.reduce_scatter(GroupKind::kDap, db_partial.data(), db_rows.data(), rl * kRes, DType::kFp32);
+  std::vector<float> dwb;
+  pair_bwd(z.data(), db_rows.data(), rl, in.wb, out["dz"], dwb);
+  c.all_reduce(GroupKind::kDap, dwb.data(), dwb.data(), kCz, DType::kFp32);
+  out["dwb"] = dwb;
+  return out;
+}
+
+Tensors reference(const RankLayout& l, int rank) {
+  const int n = l.group_size(GroupKind::kDap), me = l.group_rank(GroupKind::kDap, rank);
+  const int sl = kSeq / n, rl = kRes / n;
+  const Inputs in = inputs();
+  const auto a = softmax_rows(pair_bias(in.z.data(), kRes, in.wb));
+  const auto m1 = row_op(in.m, a, kSeq);
+  std::vector<float> mean, dw, db, dz, dwb;
+  const auto m2 = col_op(m1, in.w, kRes, mean);
+  const auto dm1 = col_bwd(in.dout, in.w, mean, kRes, dw);
+  const auto dm = row_bwd(in.m, a, dm1, kSeq, db);
+  pair_bwd(in.z.data(), db.data(), kRes, in.wb, dz, dwb);
+  return {{"out", slice_rows(m2, kRes * kC, me * sl, (me + 1) * sl)},
+          {"dm", slice_rows(dm, kRes * kC, me * sl, (me + 1) * sl)},
+          {"dz", slice_rows(dz, kRes * kCz, me * rl, (me + 1) * rl)},
+          {"dw", dw},
+          {"dwb", dwb}};
+}
+
+}  // namespace
+
+SEQSCALE_STRATEGY(dap, {"dap", "Evoformer DAP: all-to-all between N_seq and N_res splits, all-gathered pair bias",
+                        [](int n) { return ParallelDims{.sp = n}; }, declare, run, reference, 1e-5});
+
+}  // namespace seqscale::comm

@@ -1,0 +1,155 @@
+// Registry, CommOp declaration and the shared host math of comm/strategies.
+#include "comm/strategies/strategy.h"
+
+#include <cmath>
+#include <vector>
+
+namespace seqscale::comm {
+namespace {
+std::vector<StrategyDef>& registry() {
+  static std::vector<StrategyDef> all;
+  return all;
+}
+}  // namespace
+
+bool register_strategy(StrategyDef def) {
+  registry().push_back(std::move(def));
+  return true;
+}
+const std::vector<StrategyDef>& registered_strategies() { return registry(); }
+const StrategyDef* find_strategy(const std::string& name) {
+  for (const auto& d : registry())
+    if (d.name == name) return &d;
+  return nullptr;
+}
+
+void declare_comm(StepProgram& p, const RankLayout& l, Collective c, GroupKind g, std::int64_t bytes, Phase phase,
+                  bool overlappable) {
+  CommOp op;
+  op.collective = c;
+  op.group = g;
+  op.group_size = l.group_size(g);
+  op.bytes = bytes;
+  op.phase = phase;
+  op.overlappable = overlappable;
+  op.crosses_nodes = l.crosses_nodes(g);
+  p.add(op);
+}
+
+std::vector<float> random_vector(std::int64_t n, std::uint64_t seed, float scale) {
+  std::vector<float> out(static_cast<std::size_t>(n));
+  std::uint64_t s = seed * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
+  for (auto& x : out) {  // splitmix64
+    s += 0x9E3779B97F4A7C15ull;
+    std::uint64_t z = s;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    x = scale * (static_cast<float>(z >> 40) / static_cast<float>(1ull << 24) * 2.f - 1.f);
+  }
+  return out;
+}
+
+void matmul(const float* a, const float* b, float* c, int m, int k, int n, bool accumulate) {
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j) {
+      double s = accumulate ? c[i * n + j] : 0.0;
+      for (int p = 0; p < k; ++p) s += static_cast<double>(a[i * k + p]) * b[p * n + j];
+      c[i * n + j] = static_cast<float>(s);
+    }
+}
+
+void matmul_tn(const float* a, const float* b, float* c, int m, int k, int n, bool accumulate) {
+  for (int i = 0; i < k; ++i)
+    for (int j = 0; j < n; ++j) {
+      double s = accumulate ? c[i * n + j] : 0.0;
+      for (int p = 0; p < m; ++p) s += static_cast<double>(a[p * k + i]) * b[p * n + j];
+      c[i * n + j] = static_cast<float>(s);
+    }
+}
+
+void matmul_nt(const float* a, const float* b, float* c, int m, int n, int k, bool accumulate) {
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < k; ++j) {
+      double s = accumulate ? c[i * k + j] : 0.0;
+      for (int p = 0; p < n; ++p) s += static_cast<double>(a[i * n + p]) * b[j * n + p];
+      c[i * k + j] = static_cast<float>(s);
+    }
+}
+
+std::vector<float> slice_cols(const std::vector<float>& a, int rows, int cols, int c0, int c1) {
+  std::vector<float> out;
+  out.reserve(static_cast<std::size_t>(rows) * (c1 - c0));
+  for (int r = 0; r < rows; ++r)
+    for (int c = c0; c < c1; ++c) out.push_back(a[static_cast<std::size_t>(r) * cols + c]);
+  return out;
+}
+
+std::vector<float> slice_rows(const std::vector<float>& a, int cols, int r0, int r1) {
+  return {a.begin() + static_cast<std::ptrdiff_t>(r0) * cols, a.begin() + static_cast<std::ptrdiff_t>(r1) * cols};
+}
+
+namespace {
+// Softmax probabilities of one query row against all keys.
+void attention_probs(const float* q, const float* k, int lk, int d, int ld, std::vector<double>& p) {
+  const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+  double mx = -1e300;
+  for (int j = 0; j < lk; ++j) {
+    double s = 0;
+    for (int t = 0; t < d; ++t) s += static_cast<double>(q[t]) * k[j * ld + t];
+    p[j] = s * scale;
+    mx = std::max(mx, p[j]);
+  }
+  double sum = 0;
+  for (int j = 0; j < lk; ++j) sum += (p[j] = std::exp(p[j] - mx));
+  for (int j = 0; j < lk; ++j) p[j] /= sum;
+}
+}  // namespace
+
+void attention_fwd(const float* q, const float* k, const float* v, float* o, int lq, int lk, int d, int ld) {
+  std::vector<double> p(lk);
+  for (int i = 0; i < lq; ++i) {
+    attention_probs(q + i * ld, k, lk, d, ld, p);
+    for (int t = 0; t < d; ++t) {
+      double s = 0;
+      for (int j = 0; j < lk; ++j) s += p[j] * v[j * ld + t];
+      o[i * ld + t] = static_cast<float>(s);
+    }
+  }
+}
+
+void attention_bwd(const float* q, const float* k, const float* v, const float* dout, float* dq, float* dk,
+                   float* dv, int lq, int lk, int d, int ld) {
+  const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+  std::vector<double> p(lk), dp(lk);
+  for (int i = 0; i < lq; ++i) {
+    attention_probs(q + i * ld, k, lk, d, ld, p);
+    double rowdot = 0;
+    for (int j = 0; j < lk; ++j) {
+      double s = 0;
+      for (int t = 0; t < d; ++t) s += static_cast<double>(dout[i * ld + t]) * v[j * ld + t];
+      dp[j] = s;
+      rowdot += s * p[j];
+    }
+    for (int j = 0; j < lk; ++j) {
+      const double ds = p[j] * (dp[j] - rowdot) * scale;
+      for (int t = 0; t < d; ++t) {
+        dq[i * ld + t] += static_cast<float>(ds * k[j * ld + t]);
+        dk[j * ld + t] += static_cast<float>(ds * q[i * ld + t]);
+        dv[j * ld + t] += static_cast<float>(p[j] * dout[i * ld + t]);
+      }
+    }
+  }
+}
+
+void adam_step(float* param, const float* grad, float* m, float* v, std::int64_t n, int step, const AdamConfig& c) {
+  const double bc1 = 1.0 - std::pow(c.beta1, step), bc2 = 1.0 - std::pow(c.beta2, step);
+  for (std::int64_t i = 0; i < n; ++i) {
+    m[i] = c.beta1 * m[i] + (1 - c.beta1) * grad[i];
+    v[i] = c.beta2 * v[i] + (1 - c.beta2) * grad[i] * grad[i];
+    const double mh = m[i] / bc1, vh = v[i] / bc2;
+    param[i] -= static_cast<float>(c.lr * mh / (std::sqrt(vh) + c.eps));
+  }
+}
+
+}  // namespace seqscale::comm
