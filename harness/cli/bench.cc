@@ -5,9 +5,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "harness/bench/pricing.h"
 #include "harness/cli/verb.h"
 #include "harness/runner.h"
+#include "model/calibration.h"
 #include "workloads/config_error.h"
+#include "workloads/specs.h"
 
 namespace seqscale::cli {
 namespace {
@@ -31,6 +34,10 @@ int run_bench(const std::vector<std::string>& args) {
     ("retry-failed", "rerun points recorded as failed")
     ("isolation", po::value(&isolation)->default_value("worker"),
      "worker (child process, replaced after a crash), process (one per point) or none")
+    ("source", po::value<std::string>()->default_value("measured"),
+     "measured (run the points) or model (price them with the cost model)")
+    ("cluster", po::value<std::string>(), "with --source model: the cluster whose GPU is priced")
+    ("calibration", po::value<std::string>(), "with --source model: calibration file (default: documented defaults)")
     ("json", "print the run summary as JSON");
   po::variables_map vm;
   if (!parse_args("bench", args, opts, vm, nullptr, "--matrix M --out DIR [options]")) return 0;
@@ -40,6 +47,29 @@ int run_bench(const std::vector<std::string>& args) {
 
   Matrix matrix = load_matrix(matrix_name);
   if (!suite.empty()) std::erase_if(matrix.points, [&](const MatrixPoint& p) { return p.suite != suite; });
+
+  const std::string source = vm["source"].as<std::string>();
+  if (source != "measured" && source != "model") {
+    throw UsageError("seqscale bench: --source is '" + source + "', must be measured or model");
+  }
+  if (source == "model" && !vm.count("dry-run")) {
+    if (!vm.count("cluster")) throw UsageError("seqscale bench: --source model needs --cluster");
+    const ClusterSpec cluster = load_cluster(vm["cluster"].as<std::string>());
+    const Calibration cal = vm.count("calibration") ? load_calibration(vm["calibration"].as<std::string>())
+                                                    : default_calibration();
+    ResultsFile f;
+    f.run = collect_metadata("seqscale bench " + matrix_name + " --source model", false);
+    f.run.device = cluster.gpu;
+    f.run.extra["cluster"] = cluster.name;
+    f.run.extra["calibration"] = cal.source;
+    for (const auto& p : matrix.points) {
+      if (p.backend == "cuda") f.points.push_back(price_point(p, cluster, cal));
+    }
+    write_results_atomic(f, out_dir + "/results.json");
+    std::cout << "priced " << f.points.size() << " points for " << cluster.gpu << "\nresults: " << out_dir
+              << "/results.json\n";
+    return 0;
+  }
 
   RunOptions ro;
   ro.results_path = out_dir + "/results.json";

@@ -1,0 +1,89 @@
+// The model's side of a benchmark point: the same body runs against a BenchState that
+// executes nothing. Allocations are counted (their sum is the predicted peak), exec() is
+// not called through, and the declared cost is priced by the roofline with the
+// calibrated efficiency. So `bench --source model` and a measured run describe the same
+// points with the same ids, and every disagreement points at one declaration.
+#include "harness/bench/pricing.h"
+
+#include <chrono>
+
+#include "model/roofline.h"
+
+namespace seqscale {
+namespace {
+
+class PricingState final : public BenchState {
+ public:
+  PricingState(const MatrixPoint& p, Backend b) : BenchState(p.params), backend_(b) {}
+  Backend backend() const override { return backend_; }
+  void* alloc(std::size_t bytes) override {
+    bytes_ += static_cast<std::int64_t>(bytes);
+    // Distinct, never-dereferenced addresses: bodies touch memory only through exec/fill.
+    next_ += (bytes + 255) / 256 * 256 + 256;
+    return reinterpret_cast<void*>(next_);
+  }
+  void fill_random(void*, std::int64_t, DType, std::uint64_t, float, float) override {}
+  void fill_value(void*, std::int64_t, DType, float) override {}
+  void exec(const std::function<void(void*)>&) override { executed_ = true; }
+  void memory_metrics(std::map<std::string, double>& out) const override {
+    out["peak_bytes"] = static_cast<double>(bytes_);
+  }
+  bool executed() const { return executed_; }
+
+ private:
+  Backend backend_;
+  std::int64_t bytes_ = 0;
+  std::uintptr_t next_ = 0x100000;
+  bool executed_ = false;
+};
+
+}  // namespace
+
+PointResult price_point(const MatrixPoint& point, const ClusterSpec& cluster, const Calibration& cal) {
+  PointResult r;
+  r.id = point.id;
+  r.suite = point.suite;
+  r.bench = point.bench;
+  r.backend = point.backend;
+  r.params = point.params;
+  r.source = "model";
+  // The body of the point's own backend: its allocations are the memory being predicted.
+  // Bodies touch devices only inside exec() and fill_*(), which this state never runs.
+  const Backend own = point.backend == "cuda" ? Backend::kCuda : Backend::kCpu;
+  const BenchDef* def = find_bench(point.bench, own);
+  if (!def) def = find_bench(point.bench, own == Backend::kCuda ? Backend::kCpu : Backend::kCuda);
+  if (!def) {
+    r.status = PointStatus::kSkipped;
+    r.reason = "benchmark '" + point.bench + "' is not registered in this build";
+    return r;
+  }
+  PricingState state(point, point.backend == "cuda" ? Backend::kCuda : Backend::kCpu);
+  try {
+    def->body(state);
+  } catch (const std::exception& e) {
+    r.status = PointStatus::kFailed;
+    r.reason = std::string("pricing failed: ") + e.what();
+    return r;
+  }
+  DType dtype = DType::kBf16;
+  if (point.params.contains("dtype") && point.params["dtype"].is_string()) {
+    parse_dtype(point.params["dtype"].get<std::string>(), &dtype);
+  }
+  const double eff = cal.compute_efficiency(point.bench);
+  r.declared_flops = state.cost().flops;
+  r.declared_bytes = state.cost().bytes;
+  r.samples_s = {compute_time_s(state.cost(), dtype, cluster, eff)};
+  state.memory_metrics(r.metrics);
+  r.metrics["efficiency"] = eff;
+  r.status = static_cast<double>(r.metrics["peak_bytes"]) > static_cast<double>(cluster.gpu_memory_bytes)
+                 ? PointStatus::kOom
+                 : PointStatus::kOk;
+  if (r.status == PointStatus::kOom) {
+    r.reason = "predicted peak exceeds the GPU's memory";
+    r.samples_s.clear();
+  }
+  finalize_point(r);
+  return r;
+}
+
+}  // namespace seqscale
