@@ -12,8 +12,10 @@
 #include <filesystem>
 #include <iostream>
 #include <regex>
+#include <algorithm>
 
 #include "harness/bench/execute.h"
+#include "harness/rank_context.h"
 #include "workloads/config_error.h"
 
 namespace seqscale {
@@ -148,7 +150,41 @@ std::string format_duration(double s) {
   return buf;
 }
 
+int severity(PointStatus s) {
+  switch (s) {
+    case PointStatus::kFailed: return 3;
+    case PointStatus::kOom: return 2;
+    case PointStatus::kSkipped: return 1;
+    case PointStatus::kOk: return 0;
+  }
+  return 0;
+}
+
 }  // namespace
+
+PointResult merge_rank_results(const std::vector<PointResult>& per_rank) {
+  PointResult merged = per_rank.at(0);
+  for (size_t r = 1; r < per_rank.size(); ++r) {
+    const PointResult& x = per_rank[r];
+    if (severity(x.status) > severity(merged.status)) {
+      merged.status = x.status;
+      merged.reason = "rank " + std::to_string(r) + ": " + x.reason;
+      merged.samples_s.clear();
+    }
+    if (merged.status == PointStatus::kOk && x.samples_s.size() == merged.samples_s.size()) {
+      for (size_t i = 0; i < x.samples_s.size(); ++i) merged.samples_s[i] = std::max(merged.samples_s[i], x.samples_s[i]);
+    }
+    for (const char* key : {"peak_bytes", "baseline_bytes"}) {
+      if (auto it = x.metrics.find(key); it != x.metrics.end()) {
+        merged.metrics[key] = std::max(merged.metrics.count(key) ? merged.metrics[key] : 0.0, it->second);
+      }
+    }
+    merged.wall_s = std::max(merged.wall_s, x.wall_s);
+  }
+  if (merged.status != PointStatus::kOk) merged.samples_s.clear();
+  finalize_point(merged);
+  return merged;
+}
 
 std::string self_executable_path() {
   std::error_code ec;
@@ -179,7 +215,72 @@ RunSummary run_matrix(const Matrix& matrix, const RunOptions& opt, std::ostream&
 
   bool any_cuda = false;
   for (const auto* p : selected) any_cuda = any_cuda || p->backend == "cuda";
+  RankContext* ranks = rank_context();
+  const bool root = !ranks || ranks->rank() == 0;
   ResultsFile results;
+  if (ranks) {
+    // Every rank runs every point together (collectives need all of them) in-process:
+    // a worker forked from an MPI rank could not join the job.
+    std::string skip_json = "[]";
+    std::string error;
+    if (root) {
+      try {
+        if (std::filesystem::exists(opt.results_path)) results = read_results(opt.results_path);
+        else results.run = collect_metadata(opt.command_line, any_cuda);
+        nlohmann::json ids = nlohmann::json::array();
+        for (const auto& p : results.points) {
+          if (!(opt.retry_failed && p.status == PointStatus::kFailed)) ids.push_back(p.id);
+        }
+        skip_json = ids.dump();
+      } catch (const std::exception& e) {
+        error = e.what();
+      }
+    }
+    error = ranks->broadcast_from_root(error);
+    if (!error.empty()) throw ConfigError(error);
+    const auto skip = nlohmann::json::parse(ranks->broadcast_from_root(skip_json));
+    const RunMetadata mine = collect_metadata(opt.command_line, any_cuda);
+    const auto who = ranks->gather_to_root(nlohmann::json{{"host", mine.host}, {"device", mine.device}}.dump());
+    if (root) {
+      results.run.world_size = ranks->size();
+      results.run.ranks = nlohmann::json::array();
+      for (size_t r = 0; r < who.size(); ++r) {
+        auto j = nlohmann::json::parse(who[r]);
+        j["rank"] = r;
+        results.run.ranks.push_back(j);
+      }
+    }
+    int index = 0;
+    for (const auto* p : selected) {
+      ++index;
+      if (std::find(skip.begin(), skip.end(), p->id) != skip.end()) {
+        ++sum.resumed;
+        continue;
+      }
+      ranks->barrier();
+      const PointResult mine_r = execute_point(*p);
+      const auto all = ranks->gather_to_root(to_json(mine_r).dump());
+      ++sum.ran;
+      if (!root) continue;
+      std::vector<PointResult> per_rank;
+      for (const auto& text : all) per_rank.push_back(point_from_json(nlohmann::json::parse(text), "rank result"));
+      const PointResult r = merge_rank_results(per_rank);
+      switch (r.status) {
+        case PointStatus::kOk: ++sum.ok; break;
+        case PointStatus::kOom: ++sum.oom; break;
+        case PointStatus::kFailed: ++sum.failed; break;
+        case PointStatus::kSkipped: ++sum.skipped; break;
+      }
+      std::erase_if(results.points, [&](const PointResult& x) { return x.id == r.id; });
+      results.points.push_back(r);
+      write_results_atomic(results, opt.results_path);
+      log << "[" << index << "/" << sum.total << "] " << status_name(r.status) << " " << r.id
+          << (r.reason.empty() ? "" : "  (" + r.reason + ")") << "\n";
+    }
+    if (root && sum.ran == 0 && !std::filesystem::exists(opt.results_path)) write_results_atomic(results, opt.results_path);
+    sum.wall_s = std::chrono::duration<double>(Clock::now() - t0).count();
+    return sum;
+  }
   if (std::filesystem::exists(opt.results_path)) {
     results = read_results(opt.results_path);  // corrupt -> ConfigError, the file is left alone
     const RunMetadata now = collect_metadata(opt.command_line, any_cuda);

@@ -5,6 +5,7 @@
 #pragma once
 #include <iosfwd>
 #include <string>
+#include <vector>
 
 #include "harness/matrix/matrix.h"
 #include "harness/results/results.h"
@@ -29,6 +30,11 @@ struct RunSummary {
 };
 
 RunSummary run_matrix(const Matrix& matrix, const RunOptions& options, std::ostream& log);
+
+// Multi-rank: every rank ran the same point; rank 0 keeps one record. Status is the worst
+// (failed > oom > skipped > ok, the reason names the rank), samples the element-wise max
+// over ranks (a step is as slow as its slowest rank), memory numbers the max over ranks.
+PointResult merge_rank_results(const std::vector<PointResult>& per_rank);
 
 // Worker side: reads one point per line (JSON) on stdin, writes one result per line on
 // stdout, exits on EOF or after a failure that may have poisoned the process.

@@ -7,6 +7,7 @@
 
 #include "harness/bench/pricing.h"
 #include "harness/cli/verb.h"
+#include "harness/rank_context.h"
 #include "harness/runner.h"
 #include "model/calibration.h"
 #include "workloads/config_error.h"
@@ -83,6 +84,7 @@ int run_bench(const std::vector<std::string>& args) {
 
   const RunSummary s = run_matrix(matrix, ro, ro.dry_run ? std::cout : std::cerr);
   if (ro.dry_run) return 0;
+  if (RankContext* ranks = rank_context(); ranks && ranks->rank() != 0) return 0;  // rank 0 reports
   if (vm.count("json")) {
     std::cout << nlohmann::json{{"results", ro.results_path}, {"total", s.total}, {"ran", s.ran},
                                 {"resumed", s.resumed}, {"ok", s.ok}, {"oom", s.oom},

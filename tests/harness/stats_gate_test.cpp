@@ -114,3 +114,30 @@ TEST(Gate, RefusesDifferentDevices) {
 
 }  // namespace
 }  // namespace seqscale
+
+#include "harness/runner.h"
+
+namespace seqscale {
+namespace {
+
+TEST(MergeRanks, WorstStatusMaxSamplesMaxMemory) {
+  PointResult a, b;
+  a.id = b.id = "x";
+  a.samples_s = {1, 5, 3};
+  b.samples_s = {2, 4, 3};
+  a.metrics["peak_bytes"] = 100;
+  b.metrics["peak_bytes"] = 300;
+  PointResult m = merge_rank_results({a, b});
+  EXPECT_EQ(m.samples_s, (std::vector<double>{2, 5, 3}));
+  EXPECT_EQ(m.metrics.at("peak_bytes"), 300);
+  EXPECT_EQ(m.status, PointStatus::kOk);
+  b.status = PointStatus::kOom;
+  b.reason = "out of memory";
+  m = merge_rank_results({a, b});
+  EXPECT_EQ(m.status, PointStatus::kOom);
+  EXPECT_EQ(m.reason, "rank 1: out of memory");
+  EXPECT_TRUE(m.samples_s.empty());
+}
+
+}  // namespace
+}  // namespace seqscale
