@@ -118,6 +118,10 @@ class Communicator {
   virtual WorkPtr isend(GroupKind g, const void* buf, std::int64_t count, DType t, int peer, int tag) = 0;
   virtual WorkPtr irecv(GroupKind g, void* buf, std::int64_t count, DType t, int peer, int tag) = 0;
   virtual void barrier(GroupKind g) = 0;  // not counted
+  // Brackets calls that must be issued together (NCCL: ncclGroupStart/End, e.g. the send
+  // and recv of a ring step on one stream); no-ops on MPI, whose calls never block.
+  virtual void group_start() {}
+  virtual void group_end() {}
 
   // ---- sync forms: launch + wait ---------------------------------------------------
   void all_reduce(GroupKind g, const void* s, void* r, std::int64_t n, DType t, ReduceOp op = ReduceOp::kSum) {

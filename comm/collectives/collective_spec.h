@@ -1,0 +1,52 @@
+// One small spec per collective (nccl-tests style: name, byte counts, expected data,
+// bus-bandwidth factor, the call), each in its own file and self-registered; the
+// benchmark harness in collective_bench.h runs any of them on any Communicator.
+//
+// Sizes follow nccl-tests: "size" is the per-rank payload convention of CommOp::bytes
+// (all_gather: the gathered output, reduce_scatter: the input, all_to_all: what a rank
+// sends), so measured busbw calibrates exactly what the model prices.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "comm/communicator.h"
+
+namespace seqscale::comm {
+
+struct CollectiveCounts {
+  std::int64_t send = 0, recv = 0;  // elements per rank in the send and receive buffers
+};
+
+struct CollectiveSpec {
+  std::string_view name;            // collective_name(kind): "all_reduce", ...
+  Collective kind = Collective::kAllReduce;
+  bool uses_op = false;             // the reduction op matters (sweep ops)
+  // Buffer sizes for a size in bytes (rounded down so every rank gets whole elements).
+  CollectiveCounts (*counts)(std::int64_t size_bytes, DType t, int nranks) = nullptr;
+  // Expected receive element i on group rank `me`, given the input pattern below.
+  double (*expected)(std::int64_t i, int me, int nranks, ReduceOp op, int root, const CollectiveCounts& c) = nullptr;
+  WorkPtr (*launch)(Communicator& c, GroupKind g, const void* send, void* recv, const CollectiveCounts& n, DType t,
+                    ReduceOp op, int root) = nullptr;
+};
+
+bool register_collective(const CollectiveSpec& spec);
+const std::vector<CollectiveSpec>& registered_collectives();
+const CollectiveSpec* find_collective(std::string_view name);
+
+#define SEQSCALE_COLLECTIVE(id, ...) \
+  static const bool seqscale_collective_##id = ::seqscale::comm::register_collective(__VA_ARGS__)
+
+// Input element i on rank r: small integers (exact in fp16/bf16 even after a sum or a
+// product over 8 ranks), different per rank and position.
+double collective_input(int rank, std::int64_t i, ReduceOp op);
+// The reduction of collective_input over ranks [0, n) at element i.
+double collective_reduce(std::int64_t i, int n, ReduceOp op, DType t);
+// Whether got matches want for the dtype (exact for sums of small integers; avg rounds).
+bool collective_close(double got, double want, DType t, ReduceOp op);
+
+// A Work that completes when all of its parts do (send + recv of a ring step).
+WorkPtr combine_work(std::vector<WorkPtr> parts);
+
+}  // namespace seqscale::comm

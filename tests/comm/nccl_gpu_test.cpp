@@ -1,0 +1,95 @@
+// NCCL backend on the GPUs of this process (ncclCommInitAll; one GPU means world size 1):
+// every collective checked element-wise through the benchmark path, the timeout abort of
+// a receive nobody sends, and the issue-5 goal that the harness adds <= 2% over the raw
+// ncclAllReduce at 1 GiB. Skipped without a GPU.
+#include <gtest/gtest.h>
+
+#include "tests/support/gpu.h"
+
+#if SEQSCALE_HAVE_NCCL
+#include <cuda_runtime.h>
+#include <nccl.h>
+
+#include <chrono>
+
+#include "comm/collectives/collective_bench.h"
+#include "comm/nccl/nccl_communicator.h"
+
+namespace seqscale::comm {
+namespace {
+
+std::unique_ptr<Communicator> one_gpu(CommOptions o = options_from_env()) {
+  auto all = make_nccl_communicators_single_process(RankLayout({}), o);
+  return std::move(all.front());
+}
+
+TEST(NcclGpu, EveryCollectiveChecksOut) {
+  SEQSCALE_REQUIRE_GPU();
+  auto c = one_gpu();
+  auto mem = make_device_memory(*c);
+  CollBenchOptions o;
+  o.iters = 3;
+  for (const auto& spec : registered_collectives())
+    for (DType t : {DType::kFp32, DType::kBf16, DType::kFp16})
+      for (ReduceOp op : {ReduceOp::kSum, ReduceOp::kMax, ReduceOp::kAvg}) {
+        const auto r = bench_collective(*c, nullptr, *mem, spec, 1 << 20, t, op, 0, o);
+        EXPECT_EQ(r.wrong, 0) << spec.name << " " << dtype_name(t) << " " << reduce_op_name(op);
+      }
+  EXPECT_GT(c->stats(GroupKind::kWorld).bytes, 0);
+}
+
+TEST(NcclGpu, HungReceiveTimesOutAndAborts) {
+  SEQSCALE_REQUIRE_GPU();
+  auto c = one_gpu({.timeout_s = 1.0, .abort_on_timeout = false});
+  auto mem = make_device_memory(*c);
+  void* buf = mem->alloc(4);
+  try {  // a receive from self with no matching send never completes
+    c->recv(GroupKind::kWorld, buf, 1, DType::kFp32, 0);
+    FAIL() << "expected CommTimeout";
+  } catch (const CommTimeout& e) {
+    EXPECT_NE(std::string(e.what()).find("recv on group world"), std::string::npos) << e.what();
+  }
+  mem->release(buf);
+}
+
+TEST(NcclGpu, HarnessOverheadAtOneGiBUnderTwoPercent) {
+  SEQSCALE_REQUIRE_GPU();
+  const std::int64_t bytes = std::int64_t{1} << 30, n = bytes / 4;
+  auto c = one_gpu();
+  auto mem = make_device_memory(*c);
+  CollBenchOptions o;
+  o.iters = 20;
+  o.check = false;
+  const auto via = bench_collective(*c, nullptr, *mem, *find_collective("all_reduce"), bytes, DType::kFp32,
+                                    ReduceOp::kSum, 0, o);
+  // The raw call, timed the same way (launch, synchronise, per iteration).
+  ncclComm_t raw;
+  int dev = 0;
+  ASSERT_EQ(ncclCommInitAll(&raw, 1, &dev), ncclSuccess);
+  void *s = nullptr, *r = nullptr;
+  ASSERT_EQ(cudaMalloc(&s, bytes), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&r, bytes), cudaSuccess);
+  cudaStream_t st;
+  ASSERT_EQ(cudaStreamCreate(&st), cudaSuccess);
+  for (int i = 0; i < 5; ++i) ncclAllReduce(s, r, n, ncclFloat32, ncclSum, raw, st);
+  cudaStreamSynchronize(st);
+  double total = 0;
+  for (int i = 0; i < o.iters; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSERT_EQ(ncclAllReduce(s, r, n, ncclFloat32, ncclSum, raw, st), ncclSuccess);
+    ASSERT_EQ(cudaStreamSynchronize(st), cudaSuccess);
+    total += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  const double raw_us = total / o.iters * 1e6;
+  std::printf("all_reduce 1 GiB: raw %.1f us, via Communicator %.1f us (%.2f%%)\n", raw_us, via.time_us,
+              100.0 * (via.time_us / raw_us - 1));
+  EXPECT_LE(via.time_us, raw_us * 1.02);
+  cudaFree(s);
+  cudaFree(r);
+  cudaStreamDestroy(st);
+  ncclCommDestroy(raw);
+}
+
+}  // namespace
+}  // namespace seqscale::comm
+#endif
