@@ -7,12 +7,11 @@
 #include <string>
 #include <vector>
 
+#include "harness/isolation.h"
 #include "harness/matrix/matrix.h"
 #include "harness/results/results.h"
 
 namespace seqscale {
-
-enum class Isolation { kNone, kWorker, kProcess };
 
 struct RunOptions {
   std::string results_path;   // DIR/results.json
@@ -36,10 +35,5 @@ RunSummary run_matrix(const Matrix& matrix, const RunOptions& options, std::ostr
 // over ranks (a step is as slow as its slowest rank), memory numbers the max over ranks.
 PointResult merge_rank_results(const std::vector<PointResult>& per_rank);
 
-// Worker side: reads one point per line (JSON) on stdin, writes one result per line on
-// stdout, exits on EOF or after a failure that may have poisoned the process.
-int worker_main();
-
-std::string self_executable_path();
 
 }  // namespace seqscale
