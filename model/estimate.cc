@@ -1,0 +1,275 @@
+#include "model/estimate.h"
+
+#include <algorithm>
+
+#include "model/roofline.h"
+#include "workloads/config_error.h"
+
+namespace seqscale {
+
+MemoryBreakdown estimate_memory(const ModelSpec& model, const ClusterSpec& cluster, const Plan& plan, const RunShape& shape) {
+  return model.is_transformer() ? transformer_memory(model.transformer(), cluster, plan, shape)
+                                : evoformer_memory(model.evoformer(), cluster, plan, shape);
+}
+
+bool memory_fits(const MemoryBreakdown& m, const ClusterSpec& cluster) {
+  return m.peak() <= static_cast<double>(cluster.gpu_memory_bytes);
+}
+
+double megatron_reported_flops(const TransformerSpec& t, const Plan& p, double batch, double seq) {
+  const double L = static_cast<double>(t.layers), h = static_cast<double>(t.hidden), V = static_cast<double>(t.vocab);
+  const double ckpt = p.recompute == Recompute::kFull ? 4.0 : 3.0;
+  return 24.0 * ckpt * batch * seq * L * h * h * (1.0 + seq / (6.0 * h) + V / (16.0 * L * h));
+}
+
+double model_flops(const TransformerSpec& t, double batch, double seq) {
+  const double L = static_cast<double>(t.layers), h = static_cast<double>(t.hidden), V = static_cast<double>(t.vocab);
+  return 72.0 * batch * seq * L * h * h * (1.0 + seq / (6.0 * h) + V / (12.0 * h * L));
+}
+
+namespace {
+
+struct Placement {
+  bool crosses;
+  std::int64_t ranks_per_node;
+};
+
+// Ranks are laid out tp fastest, then Ulysses, then dp, then pp (Megatron's order): a
+// group of `size` ranks with `stride` between members crosses nodes when it spans more
+// than one node; each node then holds gpus_per_node / stride of its members.
+Placement place(std::int64_t size, std::int64_t stride, const ClusterSpec& c) {
+  const std::int64_t gpn = std::max<std::int64_t>(1, c.gpus_per_node);
+  if (size * stride <= gpn) return {false, size};
+  return {true, std::max<std::int64_t>(1, std::min(size, gpn / std::min(stride, gpn)))};
+}
+
+double coll(Collective k, std::int64_t n, double bytes, Placement pl, const ClusterSpec& c, const Calibration& cal) {
+  return comm_time_s(k, n, bytes, pl.crosses, pl.ranks_per_node, c, cal);
+}
+
+double op_time(const char* kernel, double flops, double bytes, DType dt, const ClusterSpec& c, const Calibration& cal) {
+  return compute_time_s(KernelCost{flops, bytes, 0}, dt, c, cal.compute_efficiency(kernel));
+}
+
+void transformer_time(const TransformerSpec& t, const ClusterSpec& c, const Plan& p, const RunShape& shape,
+                      const Calibration& cal, Estimate& e) {
+  const double s = static_cast<double>(shape.seq), b = static_cast<double>(shape.micro_batch);
+  const double h = static_cast<double>(t.hidden), a = static_cast<double>(t.heads), V = static_cast<double>(t.vocab);
+  const double d = static_cast<double>(t.head_dim());
+  const double kv = static_cast<double>(t.kv_heads > 0 ? t.kv_heads : t.heads);
+  const double tp = p.tp, u = p.ulysses(), tu = tp * u, ss = p.seq_shards();
+  const double layers_stage = static_cast<double>(t.layers) / p.pp;
+  const double sbh = s * b * h;
+  const double m = static_cast<double>(micro_batches(p, shape));
+  const DType dt = t.dtype;
+  const double es = static_cast<double>(dtype_bytes(dt));
+
+  // ---- compute of one layer, forward ----------------------------------------
+  const double gemm_flops = (2.0 * s * b * h * (h + 2.0 * kv * d) + 2.0 * s * b * h * h +
+                             4.0 * s * b * h * static_cast<double>(t.ffn_hidden)) / tu;
+  const double gemm_bytes = es * (4.0 * sbh + 12.0 * h * h) / tu;  // activations in/out + weights
+  const bool fused = p.attn == AttentionImpl::kFused;
+  // Causal fused kernels skip the masked half of the s^2 work; materialized ones do it all.
+  const double attn_flops = 4.0 * s * s * b * h / tu * (fused ? 0.5 : 1.0);
+  const double attn_bytes = fused ? es * 4.0 * sbh / tu : es * 3.0 * a * s * s * b / tu;  // scores written, read by softmax
+  const double softmax_bytes = fused ? 0.0 : es * 3.0 * a * s * s * b / tu;               // scale-mask-softmax + dropout
+  const double elementwise_bytes = 30.0 * sbh / ss;                                       // LN, GeLU, dropout, residual
+  const double t_gemm = op_time("gemm", gemm_flops, gemm_bytes, dt, c, cal);
+  const double t_attn = op_time(fused ? "attention_fused" : "attention_naive", attn_flops, attn_bytes, dt, c, cal);
+  const double t_softmax = softmax_bytes > 0 ? op_time("softmax", 0, softmax_bytes, dt, c, cal) : 0.0;
+  const double t_elem = op_time("elementwise", 0, elementwise_bytes, dt, c, cal);
+  const double t_layer_fwd = t_gemm + t_attn + t_softmax + t_elem;
+  double passes = 3.0;  // forward + backward (2x)
+  double t_layer = 3.0 * t_layer_fwd;
+  if (p.recompute == Recompute::kFull) {
+    t_layer += t_layer_fwd;
+    passes += 1.0;
+  } else if (p.recompute == Recompute::kSelective && !fused) {
+    t_layer += t_attn + t_softmax;
+  }
+  const double logit_flops = 2.0 * s * b * h * V / tu;
+  const double t_logits = 3.0 * op_time("gemm", logit_flops, es * (s * b * V / tu + V * h / tp), dt, c, cal) +
+                          op_time("cross_entropy", 0, kLogitBytesPerElement * s * b * V / tu, dt, c, cal);
+
+  // ---- communication of one layer, one micro-batch ----------------------------
+  const double comm_passes = p.recompute == Recompute::kFull ? 3.0 : 2.0;  // fwd, bwd, recompute fwd
+  double t_tp = 0;
+  if (p.tp > 1) {
+    // Two all-reduces (or AG + RS pairs with Megatron-SP: the same volume) per pass.
+    const Placement pl = place(p.tp, 1, c);
+    t_tp = comm_passes * 2.0 * coll(Collective::kAllReduce, p.tp, 2.0 * sbh / u, pl, c, cal);
+  }
+  double t_uly = 0;
+  if (u > 1) {
+    // Four all-to-alls (Q, K, V, O) per pass, each s/u * b * h elements per rank.
+    const Placement pl = place(p.ulysses(), p.tp, c);
+    t_uly = comm_passes * 4.0 * coll(Collective::kAllToAll, p.ulysses(), es * sbh / u / tp, pl, c, cal);
+  }
+  const double t_mb_first = layers_stage * (t_layer + t_tp + t_uly);
+  const double t_mb_last = t_mb_first + t_logits;
+  const double t_mb_compute = layers_stage * t_layer + t_logits * (p.pp == 1 ? 1.0 : 0.0);
+  const double t_mb = std::max(t_mb_first, t_mb_last);
+  double t_p2p = 0;
+  if (p.pp > 1) {
+    const Placement pl = place(2, static_cast<std::int64_t>(p.tp) * p.ulysses() * p.dp, c);
+    t_p2p = 2.0 * coll(Collective::kSendRecv, 2, es * sbh / ss, pl, c, cal);
+  }
+
+  // ---- data parallel, ZeRO, optimizer, offload --------------------------------
+  const double stage_params = transformer_params(t, shape.seq) / (tp * p.pp);
+  const std::int64_t nd = p.zero_shards();
+  const Placement dpl = place(nd, p.tp, c);
+  double t_dp = 0, t_z3 = 0;
+  if (nd > 1) {
+    const Collective grad_coll = p.zero >= 2 ? Collective::kReduceScatter : Collective::kAllReduce;
+    t_dp = coll(grad_coll, nd, kGradBytes * stage_params, dpl, c, cal);
+    if (p.zero == 1 || p.zero == 2) t_dp += coll(Collective::kAllGather, nd, kParamBytes * stage_params, dpl, c, cal);
+    if (p.zero == 3) t_z3 = m * passes * coll(Collective::kAllGather, nd, kParamBytes * stage_params, dpl, c, cal);
+  }
+  const double shard = stage_params / static_cast<double>(p.zero >= 1 ? nd : 1);
+  double t_opt = 0, t_off = 0;
+  if (p.offload_optimizer()) {
+    t_opt = shard / c.host_adam_params_per_s;
+    t_off += (kGradBytes + kParamBytes) * shard / c.pcie_bytes_per_s;  // grads down, params up
+  } else {
+    t_opt = op_time("optimizer", 0, 32.0 * shard, DType::kFp32, c, cal);
+  }
+  if (p.offload_params()) {
+    const double fetch = m * passes * kParamBytes * shard / c.pcie_bytes_per_s;
+    t_off += std::max(0.0, fetch - m * t_mb_compute);
+  }
+
+  TimeBreakdown& tb = e.time;
+  tb.compute = m * std::max(layers_stage * t_layer + (p.pp == 1 ? t_logits : 0.0), t_mb_last - layers_stage * (t_tp + t_uly));
+  tb.tp_comm = m * layers_stage * t_tp;
+  tb.sp_comm = m * layers_stage * t_uly;
+  tb.pp_comm = m * t_p2p;
+  tb.bubble = (p.pp - 1.0) / (p.schedule == PipeSchedule::kInterleaved ? p.vpp : 1.0) * (t_mb + t_p2p);
+  // Gradient reduction overlaps the last micro-batch's backward (2/3 of its compute).
+  tb.dp_comm = std::max(0.0, t_dp - (2.0 / 3.0) * t_mb_compute);
+  tb.zero3_comm = std::max(0.0, t_z3 - m * t_mb_compute);
+  tb.optimizer = t_opt;
+  tb.offload = t_off;
+  tb.step = tb.compute + tb.tp_comm + tb.sp_comm + tb.pp_comm + tb.bubble + tb.dp_comm + tb.zero3_comm + tb.optimizer + tb.offload;
+
+  const double gb = static_cast<double>(e.shape.global_batch);
+  const double n = static_cast<double>(e.gpus);
+  e.hw_flops_per_gpu = m * (layers_stage * (passes * (gemm_flops + attn_flops)) + (p.pp == 1 ? 3.0 * logit_flops : 0.0));
+  e.tokens_per_s = gb * s / tb.step;
+  e.tflops_per_gpu = megatron_reported_flops(t, p, gb, s) / (n * tb.step) / 1e12;
+  e.mfu = model_flops(t, gb, s) / (n * peak_flops(dt, c) * tb.step);
+}
+
+void evoformer_time(const EvoformerSpec& ev, const ClusterSpec& c, const Plan& p, const RunShape& shape,
+                    const Calibration& cal, Estimate& e) {
+  const double n_res = static_cast<double>(shape.seq), dap = p.dap;
+  const double n_seq = static_cast<double>(ev.n_seq), n_extra = static_cast<double>(ev.n_extra);
+  const double es = static_cast<double>(dtype_bytes(ev.dtype));
+  const bool fused = p.attn == AttentionImpl::kFused;
+  auto attention = [&](double bt, const AttentionDims& d, double len) {
+    // ANCHORS s1: forward 4 Bt H L^2 D; backward 8 (naive) or 10 (fused, recompute).
+    const double f = bt * static_cast<double>(d.heads) * len * len * static_cast<double>(d.head_dim);
+    const double flops = (4.0 + (fused ? 10.0 : 8.0)) * f;
+    const double bytes = fused ? es * 8.0 * bt * len * static_cast<double>(d.heads * d.head_dim)
+                               : 16.0 * bt * static_cast<double>(d.heads) * len * len;
+    return op_time(fused ? "attention_fused" : "attention_naive", flops / dap, bytes / dap, ev.dtype, c, cal);
+  };
+  const double cz = static_cast<double>(ev.c_z);
+  // Linear layers: 2 FLOPs per parameter per row they touch, x3 for fwd + bwd.
+  auto block_linear = [&](double rows_msa, double c_msa) {
+    const double msa = rows_msa * n_res * (10.0 * c_msa * c_msa);
+    const double pair = n_res * n_res * (2.0 * 5.0 * cz * static_cast<double>(ev.c_hidden_tri_mul) + 16.0 * cz * cz);
+    const double tri_mul = 2.0 * n_res * n_res * n_res * static_cast<double>(ev.c_hidden_tri_mul);  // the einsum
+    return op_time("gemm", 3.0 * 2.0 * (msa + pair + tri_mul) / dap, es * 6.0 * (rows_msa * n_res * c_msa + n_res * n_res * cz) / dap,
+                   ev.dtype, c, cal);
+  };
+  const double t_main = attention(n_seq, ev.msa, n_res) + attention(n_res, ev.msa, n_seq) +
+                        2.0 * attention(n_res, ev.triangle, n_res) + block_linear(n_seq, static_cast<double>(ev.c_m));
+  const double t_extra = attention(n_extra, ev.extra_msa, n_res) + 2.0 * attention(n_res, ev.triangle, n_res) +
+                         block_linear(n_extra, static_cast<double>(ev.c_e));
+  const double recompute = p.recompute == Recompute::kNone ? 1.0 : 4.0 / 3.0;
+  double t_dap = 0;
+  if (p.dap > 1) {
+    // FastFold DAP: ~4 all-to-alls per block fwd (x2 bwd) of the MSA or pair tensor shard;
+    // "duality async" overlaps half of it.
+    const double bytes = es * std::max(n_seq * n_res * static_cast<double>(ev.c_m), n_res * n_res * cz) / dap;
+    const Placement pl = place(p.dap, 1, c);
+    t_dap = 0.5 * 3.0 * 4.0 * coll(Collective::kAllToAll, p.dap, bytes, pl, c, cal);
+  }
+  const double blocks = static_cast<double>(ev.blocks), extra = static_cast<double>(ev.extra_blocks);
+  const double m = static_cast<double>(micro_batches(p, shape));
+  e.time.compute = m * recompute * (blocks * t_main + extra * t_extra);
+  e.time.sp_comm = m * (blocks + extra) * t_dap;
+  const double params = evoformer_params(ev);
+  if (p.zero_shards() > 1) {
+    e.time.dp_comm = coll(Collective::kAllReduce, p.zero_shards(), kGradBytes * params, place(p.zero_shards(), p.dap, c), c, cal);
+  }
+  e.time.optimizer = op_time("optimizer", 0, 32.0 * params, DType::kFp32, c, cal);
+  e.time.step = e.time.compute + e.time.sp_comm + e.time.dp_comm + e.time.optimizer;
+  e.tokens_per_s = static_cast<double>(e.shape.global_batch) * n_res / e.time.step;
+  e.tflops_per_gpu = 0;
+  e.mfu = 0;
+}
+
+}  // namespace
+
+Estimate estimate(const ModelSpec& model, const ClusterSpec& cluster, Plan plan, std::int64_t gpus,
+                  const RunShape& shape_in, const Calibration& cal) {
+  RunShape shape = shape_in;
+  if (model.is_evoformer() && shape.seq == 0) shape.seq = model.evoformer().n_res;
+  validate_plan(plan, model, gpus, shape);
+  if (shape.global_batch == 0) shape.global_batch = static_cast<std::int64_t>(plan.dp) * shape.micro_batch * plan.pp;
+  Estimate e;
+  e.plan = plan;
+  e.shape = shape;
+  e.gpus = gpus;
+  e.memory = estimate_memory(model, cluster, plan, shape);
+  e.device_capacity_bytes = static_cast<double>(cluster.gpu_memory_bytes);
+  e.fits = memory_fits(e.memory, cluster);
+  if (!e.fits) {
+    e.why_not = "device memory: peak " + std::to_string(e.memory.peak() / 1e9) + " GB > " +
+                std::to_string(e.device_capacity_bytes / 1e9) + " GB";
+  }
+  const double host_per_node = e.memory.host_bytes * static_cast<double>(std::min<std::int64_t>(gpus, cluster.gpus_per_node));
+  if (e.fits && host_per_node > static_cast<double>(cluster.host_memory_bytes_per_node)) {
+    e.fits = false;
+    e.why_not = "host memory: offloaded states need " + std::to_string(host_per_node / 1e9) + " GB per node";
+  }
+  if (model.is_transformer()) transformer_time(model.transformer(), cluster, plan, shape, cal, e);
+  else evoformer_time(model.evoformer(), cluster, plan, shape, cal, e);
+  return e;
+}
+
+nlohmann::json to_json(const Estimate& e, const ModelSpec& model, const ClusterSpec& cluster) {
+  nlohmann::json j;
+  j["model"] = model.name;
+  j["cluster"] = cluster.name;
+  j["gpus"] = e.gpus;
+  j["plan"] = plan_to_string(e.plan);
+  j["seq"] = e.shape.seq;
+  j["micro_batch"] = e.shape.micro_batch;
+  j["global_batch"] = e.shape.global_batch;
+  j["fits"] = e.fits;
+  if (!e.fits) j["why_not"] = e.why_not;
+  nlohmann::json mem;
+  mem["peak_bytes"] = e.memory.peak();
+  mem["capacity_bytes"] = e.device_capacity_bytes;
+  mem["host_bytes_per_rank"] = e.memory.host_bytes;
+  mem["binding"] = mem_term_name(e.memory.binding());
+  mem["binding_stage"] = e.memory.stage;
+  nlohmann::json br = nlohmann::json::object();
+  for (int i = 0; i < static_cast<int>(MemTerm::kCount); ++i) br[std::string(mem_term_name(static_cast<MemTerm>(i)))] = e.memory.bytes[i];
+  mem["breakdown"] = br;
+  j["memory"] = mem;
+  const TimeBreakdown& t = e.time;
+  j["time"] = {{"step_s", t.step},
+               {"breakdown",
+                {{"compute", t.compute}, {"tp_comm", t.tp_comm}, {"ulysses_or_dap_comm", t.sp_comm}, {"pp_comm", t.pp_comm},
+                 {"pipeline_bubble", t.bubble}, {"dp_comm_exposed", t.dp_comm}, {"zero3_comm_exposed", t.zero3_comm},
+                 {"optimizer", t.optimizer}, {"offload", t.offload}}}};
+  j["throughput"] = {{"tokens_per_s", e.tokens_per_s}, {"tflops_per_gpu", e.tflops_per_gpu}};
+  j["mfu"] = e.mfu;
+  return j;
+}
+
+}  // namespace seqscale

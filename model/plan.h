@@ -1,0 +1,84 @@
+// A parallel plan: how one training step of a workload is split over GPUs, and which
+// memory-saving techniques it uses. Parsed from the CLI's --plan "tp=8,pp=2,sp=megatron,..."
+// and enumerated by search.h. Plain data, small enough to evaluate millions per second.
+//
+// Keys (defaults in brackets):
+//   tp [1]  pp [1]  dp [derived: gpus / (tp*pp*sp_degree*dap)]  vpp [1] virtual stages
+//   schedule [1f1b] | interleaved          sp [none] | megatron | ulysses
+//   sp_degree [derived for ulysses]        dap [1]  Dynamic Axial Parallelism (Evoformer)
+//   zero [0..3]   recompute [none] | selective | full
+//   attn [fused] | materialized (alias: flash, naive)
+//   mask [none] | bool | fp32   (the causal mask tensor kept on the GPU)
+//   offload [none] | optimizer | params | all
+//   pos [partitioned] | replicated  (learned position table across sequence-parallel ranks)
+#pragma once
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "workloads/specs.h"
+
+namespace seqscale {
+
+enum class SeqParallel : std::uint8_t { kNone, kMegatron, kUlysses };
+enum class Recompute : std::uint8_t { kNone, kSelective, kFull };
+enum class AttentionImpl : std::uint8_t { kMaterialized, kFused };
+enum class MaskKind : std::uint8_t { kNone, kBool, kFp32 };
+enum class Offload : std::uint8_t { kNone, kOptimizer, kParams, kAll };
+enum class PipeSchedule : std::uint8_t { k1F1B, kInterleaved };
+enum class PosTable : std::uint8_t { kPartitioned, kReplicated };
+
+struct Plan {
+  std::int32_t tp = 1;
+  std::int32_t pp = 1;
+  std::int32_t dp = 0;          // 0: derived from the GPU count
+  std::int32_t vpp = 1;         // model chunks per stage (interleaved schedule)
+  std::int32_t sp_degree = 1;   // Ulysses sequence-parallel degree (0: derived)
+  std::int32_t dap = 1;         // Evoformer DAP degree
+  std::int32_t zero = 0;
+  SeqParallel sp = SeqParallel::kNone;
+  Recompute recompute = Recompute::kNone;
+  AttentionImpl attn = AttentionImpl::kFused;
+  MaskKind mask = MaskKind::kNone;
+  Offload offload = Offload::kNone;
+  PipeSchedule schedule = PipeSchedule::k1F1B;
+  PosTable pos = PosTable::kPartitioned;
+
+  bool offload_optimizer() const { return offload == Offload::kOptimizer || offload == Offload::kAll; }
+  bool offload_params() const { return offload == Offload::kParams || offload == Offload::kAll; }
+  std::int32_t ulysses() const { return sp == SeqParallel::kUlysses ? sp_degree : 1; }
+  // Ranks that hold a shard of the sequence outside tensor-parallel regions.
+  std::int32_t seq_shards() const { return ulysses() * (sp == SeqParallel::kMegatron ? tp : 1); }
+  // ZeRO shards model states over data-parallel and Ulysses ranks (DeepSpeed-Ulysses).
+  std::int32_t zero_shards() const { return dp * ulysses(); }
+};
+
+// One step's shape: sequence length (N_res for an Evoformer), micro-batch and global batch.
+struct RunShape {
+  std::int64_t seq = 0;
+  std::int64_t micro_batch = 1;
+  std::int64_t global_batch = 0;  // 0: dp * micro_batch * pp (fills a 1F1B pipeline)
+};
+
+// Throws ConfigError("--plan: key 'tp' ...") naming the offending key.
+Plan parse_plan(std::string_view text);
+std::string plan_to_string(const Plan& plan);
+
+// Derives dp / sp_degree from `gpus` and checks divisibility and compatibility. Returns ""
+// when valid, else the reason (one line). Fast: used inside the search.
+std::string check_plan(Plan& plan, const ModelSpec& model, std::int64_t gpus, const RunShape& shape);
+// The same, throwing ConfigError with the reason.
+void validate_plan(Plan& plan, const ModelSpec& model, std::int64_t gpus, const RunShape& shape);
+
+// Micro-batches per pipeline per step (global_batch / (micro_batch * dp * ulysses)).
+std::int64_t micro_batches(const Plan& plan, const RunShape& shape);
+
+std::string_view sp_name(SeqParallel v);
+std::string_view recompute_name(Recompute v);
+std::string_view attn_name(AttentionImpl v);
+std::string_view mask_name(MaskKind v);
+std::string_view offload_name(Offload v);
+std::string_view schedule_name(PipeSchedule v);
+std::string_view pos_name(PosTable v);
+
+}  // namespace seqscale
