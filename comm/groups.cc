@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "comm/str_cat.h"
+#include "model/plan.h"
 
 namespace seqscale::comm {
 namespace {
@@ -118,6 +119,13 @@ bool RankLayout::crosses_nodes(GroupKind g) const {
 std::string RankLayout::describe() const {
   return str_cat({"tp", std::to_string(d_.tp), " sp", std::to_string(d_.sp), " dp", std::to_string(d_.dp), " pp",
                   std::to_string(d_.pp), " ep", std::to_string(d_.ep), " (", std::to_string(world_size()), " ranks)"});
+}
+
+RankLayout layout_from_plan(const Plan& plan, int gpus_per_node, int ep) {
+  require(plan.dp > 0, "dp", "must be derived first (check_plan)");
+  require(plan.sp != SeqParallel::kUlysses || plan.sp_degree > 0, "sp_degree", "must be derived first (check_plan)");
+  return RankLayout(ParallelDims{.tp = plan.tp, .sp = plan.ulysses() * plan.dap, .dp = plan.dp, .pp = plan.pp,
+                                 .ep = ep, .gpus_per_node = gpus_per_node});
 }
 
 }  // namespace seqscale::comm

@@ -330,7 +330,15 @@ NcclCommunicator& as_nccl(Communicator& c) {
 
 std::unique_ptr<Communicator> make_nccl_communicator(Communicator& bootstrap, const RankLayout& layout, int device,
                                                      CommOptions options) {
-  const int rank = bootstrap.rank(), size = bootstrap.size();
+  NcclBootstrap b{bootstrap.rank(), bootstrap.size(), [&bootstrap](void* data, std::size_t bytes) {
+                    bootstrap.broadcast(GroupKind::kWorld, data, static_cast<std::int64_t>(bytes), DType::kBool, 0);
+                  }};
+  return make_nccl_communicator(b, layout, device, options);
+}
+
+std::unique_ptr<Communicator> make_nccl_communicator(const NcclBootstrap& bootstrap, const RankLayout& layout,
+                                                     int device, CommOptions options) {
+  const int rank = bootstrap.rank, size = bootstrap.size;
   if (layout.world_size() != size)
     throw CommError(str_cat({"seqscale comm: plan ", layout.describe(), " does not match the ", std::to_string(size),
                              " bootstrap ranks"}));
@@ -340,7 +348,7 @@ std::unique_ptr<Communicator> make_nccl_communicator(Communicator& bootstrap, co
   CUDA_CHECK(cudaSetDevice(device));
   ncclUniqueId id{};
   if (rank == 0) NCCL_CHECK(ncclGetUniqueId(&id));
-  bootstrap.broadcast(GroupKind::kWorld, &id, sizeof id, DType::kBool, 0);  // as nccl-tests does
+  if (size > 1) bootstrap.broadcast_from_root(&id, sizeof id);  // as nccl-tests does
   ncclComm_t world = nullptr;
   NCCL_CHECK(ncclCommInitRank(&world, size, id, rank));
   std::array<ncclComm_t, kNumGroupKinds> groups{};

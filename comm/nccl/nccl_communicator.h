@@ -10,6 +10,8 @@
 // when CommOptions::abort_on_timeout is set, so mpirun tears the job down).
 // Plain header: no nccl.h or cuda_runtime.h.
 #pragma once
+#include <cstddef>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -19,7 +21,16 @@
 
 namespace seqscale::comm {
 
+// How the ranks agree on the ncclUniqueId: rank, size and a broadcast of raw bytes from
+// rank 0 (MPI, or the harness's RankContext).
+struct NcclBootstrap {
+  int rank = 0, size = 1;
+  std::function<void(void* data, std::size_t bytes)> broadcast_from_root;
+};
 // device < 0: local rank modulo the visible devices (OMPI / SLURM local-rank variables).
+std::unique_ptr<Communicator> make_nccl_communicator(const NcclBootstrap& bootstrap, const RankLayout& layout,
+                                                     int device, CommOptions options = options_from_env());
+// Bootstrapped over a host communicator (the MPI backend's world).
 std::unique_ptr<Communicator> make_nccl_communicator(Communicator& bootstrap, const RankLayout& layout, int device,
                                                      CommOptions options = options_from_env());
 // One communicator per visible device (layout.world_size() devices), rank i on device i.

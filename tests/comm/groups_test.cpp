@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "model/plan.h"
+
 #include <set>
 #include <stdexcept>
 
@@ -33,6 +35,18 @@ TEST(Groups, Worked16RankExample) {
   EXPECT_TRUE(l.crosses_nodes(GroupKind::kPipeline));
   EXPECT_EQ(l.group_rank(GroupKind::kPipeline, 13), 1);
   EXPECT_EQ(l.group_ranks(GroupKind::kWorld, 5).size(), 16u);
+}
+
+TEST(Groups, LayoutFromPlan) {
+  Plan plan = parse_plan("tp=2,pp=2,dp=2,sp=ulysses,sp_degree=2");
+  const RankLayout l = layout_from_plan(plan, 8, 2);
+  EXPECT_EQ(l.world_size(), 16);
+  EXPECT_EQ(l.all_groups(GroupKind::kSequence),
+            (Groups{{0, 2}, {1, 3}, {4, 6}, {5, 7}, {8, 10}, {9, 11}, {12, 14}, {13, 15}}));
+  Plan dap = parse_plan("dap=4,dp=2");
+  EXPECT_EQ(layout_from_plan(dap).group_size(GroupKind::kDap), 4);
+  Plan underived = parse_plan("tp=2");
+  EXPECT_THROW(layout_from_plan(underived), std::invalid_argument);  // dp not derived yet
 }
 
 TEST(Groups, MegatronExampleTp2Pp4Dp2) {
