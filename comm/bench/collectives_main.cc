@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "comm/collectives/bench_point.h"
 #include "comm/collectives/collective_bench.h"
 #include "comm/mpi/mpi_communicator.h"
 #include "harness/results/results.h"
@@ -163,7 +164,8 @@ int main(int argc, char** argv) {
             p.samples_s = r.samples_s;
             p.declared_bytes = static_cast<double>(r.size_bytes);
             p.metrics = {{"algbw_GBps", r.algbw_GBps}, {"busbw_GBps", r.busbw_GBps}, {"time_us", r.time_us},
-                         {"wrong_elements", static_cast<double>(r.wrong)}, {"nranks", r.nranks}};
+                         {"wrong_elements", static_cast<double>(r.wrong)}, {"nranks", r.nranks},
+                         {"crosses_nodes", world_crosses_nodes(host->size()) ? 1.0 : 0.0}};
             p.status = r.wrong > 0 ? PointStatus::kFailed : PointStatus::kOk;
             if (r.wrong > 0) p.reason = std::to_string(r.wrong) + " wrong elements";
             finalize_point(p);

@@ -1,11 +1,24 @@
 // One point of suite "collectives" for the harness (see bench_point.h).
 #include "comm/collectives/bench_point.h"
 
+#include <cstdlib>
 #include <stdexcept>
 
 #include "workloads/config_error.h"
 
 namespace seqscale::comm {
+
+bool world_crosses_nodes(int world_size) {
+  auto env = [](const char* name) -> int {
+    const char* v = std::getenv(name);
+    return v ? std::atoi(v) : 0;
+  };
+  for (const char* nodes : {"SLURM_NNODES", "SLURM_JOB_NUM_NODES"})
+    if (env(nodes) > 1) return true;
+  for (const char* local : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"})
+    if (const int n = env(local); n > 0) return n < world_size;
+  return false;
+}
 
 void run_collective_bench_point(const std::string& name, BenchState& s, Communicator& c, Communicator* host,
                                 BenchMemory& mem) {
@@ -27,6 +40,7 @@ void run_collective_bench_point(const std::string& name, BenchState& s, Communic
   s.set_metric("time_us", r.time_us);
   s.set_metric("wrong_elements", static_cast<double>(r.wrong));
   s.set_metric("nranks", r.nranks);
+  s.set_metric("crosses_nodes", world_crosses_nodes(c.size()) ? 1 : 0);  // the tier seqscale calibrate fits
   if (r.wrong > 0) throw std::runtime_error(name + ": " + std::to_string(r.wrong) + " wrong elements");
 }
 

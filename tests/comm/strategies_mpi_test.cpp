@@ -14,10 +14,7 @@ namespace {
 
 class Strategy : public ::testing::TestWithParam<std::string> {};
 
-TEST_P(Strategy, MatchesReferenceAndDeclaredBytes) {
-  const StrategyDef* def = find_strategy(GetParam());
-  ASSERT_NE(def, nullptr);
-  const RankLayout layout(def->dims(MpiSession::world_size()));
+void check_strategy(const StrategyDef* def, const RankLayout& layout) {
   auto comm = make_mpi_communicator(layout);
   const auto before = comm->snapshot();
   const Tensors got = def->run(*comm, layout);
@@ -49,6 +46,26 @@ TEST_P(Strategy, MatchesReferenceAndDeclaredBytes) {
     total += declared.comm_bytes(g);
   }
   EXPECT_GT(total, 0) << def->name << " declares no communication";
+}
+
+// The strategy's axis spans the whole world.
+TEST_P(Strategy, MatchesReferenceAndDeclaredBytes) {
+  const StrategyDef* def = find_strategy(GetParam());
+  ASSERT_NE(def, nullptr);
+  check_strategy(def, RankLayout(def->dims(MpiSession::world_size())));
+}
+
+// The strategy's axis has 2 ranks and world/2 copies of it run at once on disjoint groups
+// (pipeline: over dp; the others: over pp): groups are isolated, counters are per group.
+TEST_P(Strategy, ConcurrentGroupsOfTwo) {
+  const StrategyDef* def = find_strategy(GetParam());
+  ASSERT_NE(def, nullptr);
+  const int world = MpiSession::world_size();
+  if (world % 2) GTEST_SKIP() << "needs an even world";
+  ParallelDims d = def->dims(2);
+  if (d.pp > 1) d.dp *= world / 2;
+  else d.pp *= world / 2;
+  check_strategy(def, RankLayout(d));
 }
 
 std::vector<std::string> names() {
