@@ -1,0 +1,18 @@
+// The StepProgram of one transformer training step on one pipeline stage's rank, built
+// from the same formulas estimate() uses in closed form: memory events in step order
+// (states, persistent extras, stored activations per layer and micro-batch in flight, the
+// loss, each layer's backward transient) and compute ops with their declared FLOPs.
+// tests/model checks that replaying it gives the closed form's live peak and FLOPs, so the
+// harness executing this description and the model pricing it agree by construction.
+#pragma once
+#include "model/plan.h"
+#include "workloads/specs.h"
+#include "workloads/step_program.h"
+
+namespace seqscale {
+
+// The rank of the binding pipeline stage (the one whose peak the closed form reports).
+// The plan must be checked (dp derived).
+StepProgram build_transformer_program(const TransformerSpec& t, const Plan& p, const RunShape& shape);
+
+}  // namespace seqscale
