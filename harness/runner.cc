@@ -10,6 +10,7 @@
 
 #include "harness/bench/execute.h"
 #include "harness/rank_context.h"
+#include "harness/results/results_writer.h"
 #include "workloads/config_error.h"
 
 namespace seqscale {
@@ -152,8 +153,8 @@ RunSummary run_matrix(const Matrix& matrix, const RunOptions& opt, std::ostream&
     sum.wall_s = std::chrono::duration<double>(Clock::now() - t0).count();
     return sum;
   }
-  if (std::filesystem::exists(opt.results_path)) {
-    results = read_results(opt.results_path);  // corrupt -> ConfigError, the file is left alone
+  if (std::filesystem::exists(opt.results_path) || std::filesystem::exists(opt.results_path + ".journal")) {
+    results = load_results_and_journal(opt.results_path);  // corrupt -> ConfigError, file left alone
     const RunMetadata now = collect_metadata(opt.command_line, any_cuda);
     if (any_cuda && now.device != results.run.device && !results.run.device.starts_with("cpu:")) {
       throw ConfigError(opt.results_path + ": field 'run.device' is '" + results.run.device +
@@ -167,11 +168,12 @@ RunSummary run_matrix(const Matrix& matrix, const RunOptions& opt, std::ostream&
   install_stop_handlers();
   const bool tty = isatty(2);
   IsolatedExecutor executor(opt.isolation, opt.self_exe);
+  ResultsWriter writer(opt.results_path, std::move(results));
   int index = 0;
   for (const auto* p : selected) {
     ++index;
     if (stop_requested()) break;
-    if (const PointResult* done = results.find(p->id);
+    if (const PointResult* done = writer.results().find(p->id);
         done && !(opt.retry_failed && done->status == PointStatus::kFailed)) {
       ++sum.resumed;
       continue;
@@ -192,9 +194,7 @@ RunSummary run_matrix(const Matrix& matrix, const RunOptions& opt, std::ostream&
       case PointStatus::kFailed: ++sum.failed; break;
       case PointStatus::kSkipped: ++sum.skipped; break;
     }
-    std::erase_if(results.points, [&](const PointResult& x) { return x.id == r.id; });
-    results.points.push_back(r);
-    write_results_atomic(results, opt.results_path);
+    writer.add(r);
     if (!tty) {
       log << "[" << index << "/" << sum.total << "] " << status_name(r.status) << " " << r.id;
       if (r.status == PointStatus::kOk) log << "  median " << r.stats.median * 1e6 << " us";
@@ -203,6 +203,7 @@ RunSummary run_matrix(const Matrix& matrix, const RunOptions& opt, std::ostream&
     }
   }
   if (tty) log << "\r\033[K";
+  writer.compact();
   sum.wall_s = std::chrono::duration<double>(Clock::now() - t0).count();
   restore_default_handlers();
   return sum;

@@ -80,6 +80,7 @@ void register_selftest_benches() {
       if (mode == "crash") std::raise(SIGSEGV);
       if (mode == "abort") std::abort();
       if (mode == "hang") std::this_thread::sleep_for(std::chrono::hours(1));
+      if (s.has("sleep_ms")) std::this_thread::sleep_for(std::chrono::milliseconds(s.get_int("sleep_ms")));
       if (mode != "ok") throw ConfigError("selftest: mode must be ok|oom|fail|crash|hang|abort");
       s.exec([&](void*) {
         float acc = 0;

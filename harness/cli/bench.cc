@@ -2,11 +2,13 @@
 //   seqscale bench --matrix layernorm --out out/ln [--filter REGEX] [--dry-run]
 //   seqscale bench --suite collectives --out out/coll      (matrix named after the suite)
 #include <iostream>
+#include <regex>
 
 #include <nlohmann/json.hpp>
 
 #include "harness/bench/pricing.h"
 #include "harness/cli/verb.h"
+#include "harness/maxseq.h"
 #include "harness/rank_context.h"
 #include "harness/runner.h"
 #include "model/calibration.h"
@@ -39,6 +41,8 @@ int run_bench(const std::vector<std::string>& args) {
      "measured (run the points) or model (price them with the cost model)")
     ("cluster", po::value<std::string>(), "with --source model: the cluster whose GPU is priced")
     ("calibration", po::value<std::string>(), "with --source model: calibration file (default: documented defaults)")
+    ("maxseq", po::value<std::string>(), "bisect this axis (e.g. L, seq) for the largest value that fits "
+     "on this hardware; with --cluster also the model's prediction; writes DIR/maxseq.json")
     ("json", "print the run summary as JSON");
   po::variables_map vm;
   if (!parse_args("bench", args, opts, vm, nullptr, "--matrix M --out DIR [options]")) return 0;
@@ -69,6 +73,37 @@ int run_bench(const std::vector<std::string>& args) {
     write_results_atomic(f, out_dir + "/results.json");
     std::cout << "priced " << f.points.size() << " points for " << cluster.gpu << "\nresults: " << out_dir
               << "/results.json\n";
+    return 0;
+  }
+
+  if (vm.count("maxseq") && !vm.count("dry-run")) {
+    MaxSeqOptions mo;
+    mo.axis = vm["maxseq"].as<std::string>();
+    mo.run.results_path = out_dir + "/results.json";
+    mo.run.isolation = parse_isolation(isolation);
+    mo.run.self_exe = self_executable_path();
+    mo.run.command_line = "seqscale bench --maxseq " + mo.axis + " --matrix " + matrix_name;
+    if (vm.count("cluster")) mo.cluster = load_cluster(vm["cluster"].as<std::string>());
+    mo.calibration = vm.count("calibration") ? load_calibration(vm["calibration"].as<std::string>())
+                                             : default_calibration();
+    if (!filter.empty()) {
+      const std::regex re(filter);
+      std::erase_if(matrix.points, [&](const MatrixPoint& p) { return !std::regex_search(p.id, re); });
+    }
+    const auto rows = run_maxseq(matrix, mo, std::cerr);
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& r : rows) out.push_back(to_json(r));
+    write_text_atomic(out.dump(2) + "\n", out_dir + "/maxseq.json");
+    if (vm.count("json")) {
+      std::cout << out.dump(2) << "\n";
+    } else {
+      for (const auto& r : rows) {
+        std::cout << r.bench << "/" << r.backend << " " << r.group.dump() << ": max " << r.axis << " = "
+                  << (r.measured_max ? std::to_string(*r.measured_max) : "none fits") << " measured"
+                  << (r.predicted_max ? ", " + std::to_string(*r.predicted_max) + " predicted" : "") << "\n";
+      }
+      std::cout << "maxseq: " << out_dir << "/maxseq.json\n";
+    }
     return 0;
   }
 

@@ -1,0 +1,43 @@
+// Measured maximum sequence length: for every group of matrix points that differ only in
+// one axis (the sequence length, L, seq...), bisect that axis over the matrix's own grid on
+// the real hardware. An `oom` probe is a data point (infeasible), not an error. Every probe
+// is recorded in results.json (so an interrupted search resumes), and the summary with the
+// model's prediction for the same grid goes to maxseq.json.
+#pragma once
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "harness/runner.h"
+#include "model/calibration.h"
+#include "workloads/specs.h"
+
+namespace seqscale {
+
+struct MaxSeqRow {
+  nlohmann::json group;                   // the other parameters
+  std::string bench, backend, axis;
+  std::optional<std::int64_t> measured_max;   // none: even the smallest value does not fit
+  std::optional<std::int64_t> predicted_max;  // from the model (when a cluster is given)
+  std::string first_infeasible_reason;        // the OOM (or failure) that bounds the search
+  nlohmann::json probes = nlohmann::json::array();  // [{value, status, reason}]
+};
+
+struct MaxSeqOptions {
+  std::string axis;
+  RunOptions run;
+  std::optional<ClusterSpec> cluster;    // to add the model's prediction
+  Calibration calibration;
+};
+
+// Bisection over a sorted grid: the largest index whose probe says feasible, assuming
+// feasibility is monotone (what fits at s fits below s). nullopt if none fits.
+std::optional<std::size_t> bisect_largest_feasible(std::size_t n, const std::function<std::optional<bool>(std::size_t)>& feasible);
+
+std::vector<MaxSeqRow> run_maxseq(const Matrix& matrix, const MaxSeqOptions& options, std::ostream& log);
+nlohmann::json to_json(const MaxSeqRow& row);
+
+}  // namespace seqscale

@@ -1,0 +1,56 @@
+// Measured max-sequence bisection: a planted memory budget makes points above a size OOM;
+// the search finds the boundary with O(log n) probes, each recorded once.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "harness/maxseq.h"
+#include "harness/results/results.h"
+
+namespace seqscale {
+namespace {
+
+TEST(MaxSeq, BisectFindsTheLastFeasibleIndex) {
+  for (std::size_t n : {1u, 2u, 7u, 64u, 1000u}) {
+    for (std::size_t boundary = 0; boundary <= n; boundary += std::max<std::size_t>(1, n / 7)) {
+      int probes = 0;
+      const auto got = bisect_largest_feasible(n, [&](std::size_t i) -> std::optional<bool> {
+        ++probes;
+        return i < boundary;
+      });
+      if (boundary == 0) {
+        EXPECT_FALSE(got.has_value());
+      } else {
+        ASSERT_TRUE(got.has_value());
+        EXPECT_EQ(*got, boundary - 1) << n;
+      }
+      EXPECT_LE(probes, 2 + static_cast<int>(std::ceil(std::log2(static_cast<double>(n) + 1))));
+    }
+  }
+}
+
+TEST(MaxSeq, CliFindsThePlantedMemoryLimit) {
+  const auto dir = std::filesystem::temp_directory_path() / ("seqscale_maxseq_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "m.json") << R"({"name":"ms","timing":{"min_samples":2,"max_samples":3,"time_cap_s":0.01,"warmup_s":0},
+    "benchmarks":[{"name":"selftest","backend":"cpu","axes":{"mode":["ok"],"n":{"linear":[1000,64000,1000]}}}]})";
+  // selftest holds n fp32 values: a 40,000-byte budget fits n <= 10,000.
+  const std::string cmd = "SEQSCALE_CPU_MEMORY_BUDGET=40000 " SEQSCALE_BINARY_DIR "/harness/cli/seqscale bench --maxseq n --matrix " +
+                          (dir / "m.json").string() + " --out " + (dir / "out").string() + " --cluster h100 >/dev/null 2>&1";
+  ASSERT_EQ(WEXITSTATUS(std::system(cmd.c_str())), 0);
+  std::ifstream in(dir / "out" / "maxseq.json");
+  const auto rows = nlohmann::json::parse(in);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0]["measured_max"], 10000);
+  EXPECT_EQ(rows[0]["predicted_max"], 64000);  // the model knows an 80 GB GPU, not the planted budget
+  EXPECT_NE(rows[0]["first_infeasible_reason"].get<std::string>().find("budget"), std::string::npos);
+  EXPECT_LE(rows[0]["probes"].size(), 9u);
+  const ResultsFile r = read_results((dir / "out" / "results.json").string());
+  EXPECT_EQ(r.points.size(), rows[0]["probes"].size());
+}
+
+}  // namespace
+}  // namespace seqscale
