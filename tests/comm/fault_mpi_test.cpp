@@ -2,11 +2,14 @@
 //   hang: rank 1 stops answering mid-run; the others' all_reduce times out after
 //         SEQSCALE_COMM_TIMEOUT_S and the job aborts with the collective, group and rank.
 //   die:  rank 1 aborts (SIGABRT) mid-run; mpirun tears the job down.
+//   hang_tp: as hang, inside the tensor-parallel group of a tp=2 layout: rank 0's report
+//         names group tp (rank 1's TP partner), the other TP groups finish.
 // Either way the job must exit non-zero fast instead of hanging CI.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -15,8 +18,12 @@
 int main(int argc, char** argv) {
   using namespace seqscale;
   comm::MpiSession session(&argc, &argv);
-  const bool hang = argc > 1 && std::strcmp(argv[1], "hang") == 0;
-  auto c = comm::make_mpi_world_communicator();
+  const std::string mode = argc > 1 ? argv[1] : "hang";
+  const bool hang = mode != "die";
+  const GroupKind g = mode == "hang_tp" ? GroupKind::kTensor : GroupKind::kWorld;
+  auto c = mode == "hang_tp"
+               ? comm::make_mpi_communicator(comm::RankLayout::for_world(comm::MpiSession::world_size(), {.tp = 2}))
+               : comm::make_mpi_world_communicator();
   std::vector<float> x(1024, 1.f), y(1024);
   c->all_reduce(GroupKind::kWorld, x.data(), y.data(), 1024, DType::kFp32);  // healthy step
   if (c->rank() == 1) {
@@ -28,7 +35,7 @@ int main(int argc, char** argv) {
       std::abort();
     }
   }
-  c->all_reduce(GroupKind::kWorld, x.data(), y.data(), 1024, DType::kFp32);  // rank 1 never joins
-  std::printf("unreachable: rank %d finished\n", c->rank());
+  c->all_reduce(g, x.data(), y.data(), 1024, DType::kFp32);  // rank 1 never joins
+  std::printf("rank %d finished\n", c->rank());  // ranks outside rank 1's group
   return 0;
 }
