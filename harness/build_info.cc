@@ -1,8 +1,11 @@
 #include "harness/build_info.h"
 
+#include "workloads/specs.h"
+
 #include <unistd.h>
 
 #include <array>
+#include <cstdlib>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -21,9 +24,11 @@ void set_mpi_version_provider(std::function<std::string()> provider) { mpi_provi
 std::string mpi_library_version() { return mpi_provider() ? mpi_provider()() : ""; }
 
 std::string git_commit() {
+  // A copied tree without .git (a GPU machine) passes the commit it was copied from.
+  if (const char* env = std::getenv("SEQSCALE_GIT_COMMIT"); env && *env) return env;
   // The tree the binary was built from; "-dirty" marks uncommitted changes so a result
   // is never attributed to a commit that did not produce it.
-  const std::string cmd = std::string("git -C '") + SEQSCALE_SOURCE_DIR +
+  const std::string cmd = std::string("git -C '") + source_root() +
                           "' describe --always --dirty --abbrev=40 2>/dev/null";
   std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
   if (!pipe) return "unknown";

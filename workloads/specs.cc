@@ -100,9 +100,15 @@ bool parse_dtype(std::string_view name, DType* out) {
   return false;
 }
 
+std::string source_root() {
+  if (const char* env = std::getenv("SEQSCALE_ROOT"); env && *env) return env;
+  if (std::filesystem::is_directory(std::string(SEQSCALE_SOURCE_DIR) + "/workloads")) return SEQSCALE_SOURCE_DIR;
+  return std::filesystem::current_path().string();
+}
+
 std::string workloads_dir() {
   if (const char* env = std::getenv("SEQSCALE_WORKLOADS"); env && *env) return env;
-  return std::string(SEQSCALE_SOURCE_DIR) + "/workloads";
+  return source_root() + "/workloads";
 }
 
 std::string resolve_workload_file(const std::string& kind, const std::string& name_or_path) {

@@ -87,8 +87,11 @@ struct ClusterSpec {
 ModelSpec load_model(const std::string& name_or_path);
 ClusterSpec load_cluster(const std::string& name_or_path);
 
-// Directory holding models/, clusters/ and matrices/: $SEQSCALE_WORKLOADS, else the
-// source tree's workloads/ compiled in.
+// The source tree: $SEQSCALE_ROOT, else the tree the binary was built from if it still
+// exists, else the current directory (a copied tree on a GPU machine runs from its root).
+std::string source_root();
+// Directory holding models/, clusters/ and matrices/: $SEQSCALE_WORKLOADS, else
+// source_root()/workloads.
 std::string workloads_dir();
 std::string resolve_workload_file(const std::string& kind, const std::string& name_or_path);
 

@@ -9,6 +9,7 @@
 
 #include "harness/cli/verb.h"
 #include "harness/results/results.h"
+#include "workloads/specs.h"
 
 namespace seqscale::cli {
 namespace {
@@ -30,7 +31,7 @@ int run_report(const std::vector<std::string>& args) {
     if (std::filesystem::is_directory(in)) in += "/results.json";
     read_results(in);  // validate first: a corrupt file is a one-line error, not a traceback
   }
-  const std::string script = std::string(SEQSCALE_SOURCE_DIR) + "/reports/report.py";
+  const std::string script = source_root() + "/reports/report.py";
   std::vector<std::string> argv_s = {python, script, "--out", out_dir};
   argv_s.insert(argv_s.end(), inputs.begin(), inputs.end());
   std::vector<char*> argv;
