@@ -65,6 +65,24 @@ struct NcclEvent {
   bool recorded = false;
 };
 
+// ncclGroupStart/End nest per thread, across communicators (one thread may drive every
+// GPU of the node): events of work launched inside a group are recorded, each on its
+// communicator's device and stream, when the outermost group ends, that is once NCCL has
+// enqueued the work.
+struct PendingEvent {
+  int device;
+  cudaStream_t stream;
+  std::shared_ptr<NcclEvent> event;
+};
+thread_local int t_group_depth = 0;
+thread_local std::vector<PendingEvent> t_pending;
+
+void record_event(int device, cudaStream_t stream, NcclEvent& ev) {
+  CUDA_CHECK(cudaSetDevice(device));
+  CUDA_CHECK(cudaEventRecord(ev.event, stream));
+  ev.recorded = true;
+}
+
 class NcclWork final : public Work {
  public:
   NcclWork(NcclCommunicator* owner, OpContext ctx, std::shared_ptr<NcclEvent> ev)
@@ -191,13 +209,15 @@ class NcclCommunicator final : public Communicator {
   }
   void group_start() override {
     NCCL_CHECK(ncclGroupStart());
-    ++group_depth_;
+    ++t_group_depth;
   }
   void group_end() override {
+    --t_group_depth;
     NCCL_CHECK(ncclGroupEnd());
-    if (--group_depth_ == 0) {
-      for (auto& ev : pending_) record(*ev);
-      pending_.clear();
+    if (t_group_depth == 0) {
+      auto pending = std::move(t_pending);
+      t_pending.clear();
+      for (auto& p : pending) record_event(p.device, p.stream, *p.event);
     }
   }
 
@@ -221,15 +241,11 @@ class NcclCommunicator final : public Communicator {
     COMM_CUDA_CHECK(ctx, cudaSetDevice(device_));
     return ctx;
   }
-  void record(NcclEvent& ev) {
-    CUDA_CHECK(cudaEventRecord(ev.event, stream_));
-    ev.recorded = true;
-  }
   WorkPtr finish(const OpContext& ctx) {
     auto ev = std::make_shared<NcclEvent>();
     COMM_CUDA_CHECK(ctx, cudaEventCreateWithFlags(&ev->event, cudaEventDisableTiming));
-    if (group_depth_ > 0) pending_.push_back(ev);
-    else record(*ev);
+    if (t_group_depth > 0) t_pending.push_back({device_, stream_, ev});
+    else COMM_WRAP(ctx, record_event(device_, stream_, *ev));
     return std::make_unique<NcclWork>(this, ctx, ev);
   }
 
@@ -238,8 +254,6 @@ class NcclCommunicator final : public Communicator {
   std::array<ncclComm_t, kNumGroupKinds> comms_;
   std::array<int, kNumGroupKinds> group_rank_{}, group_size_{};
   cudaStream_t own_stream_ = nullptr, stream_ = nullptr;
-  int group_depth_ = 0;
-  std::vector<std::shared_ptr<NcclEvent>> pending_;
   void* barrier_buf_ = nullptr;
   bool aborted_ = false;
 };
@@ -308,7 +322,10 @@ class DeviceMemory final : public BenchMemory {
     CUDA_CHECK(cudaMalloc(&p, bytes ? bytes : 1));
     return p;
   }
-  void release(void* p) override { cudaFree(p); }
+  void release(void* p) override {
+    cudaSetDevice(device_);
+    cudaFree(p);
+  }
   void upload(void* dst, const void* host, std::size_t bytes) override {
     CUDA_CHECK(cudaMemcpy(dst, host, bytes, cudaMemcpyHostToDevice));
   }
