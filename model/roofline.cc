@@ -56,9 +56,20 @@ double comm_time_s(Collective c, std::int64_t group_size, double bytes, bool cro
                    std::int64_t ranks_per_node, const ClusterSpec& cluster, const Calibration& cal) {
   if (group_size <= 1 || bytes <= 0) return 0.0;
   const LinkTier tier = crosses_nodes ? LinkTier::kIb : LinkTier::kNvlink;
-  const double alpha = crosses_nodes ? cluster.ib_latency_s : cluster.nvlink_latency_s;
   const double beta = link_bytes_per_s(cluster, crosses_nodes, ranks_per_node) * cal.comm_efficiency(c, tier);
-  return latency_steps(c, group_size) * alpha + busbw_factor(c, group_size) * bytes / beta;
+  double latency = latency_steps(c, group_size) * cluster.nvlink_latency_s;
+  if (crosses_nodes) {
+    // A ring over m nodes with k ranks each takes (k-1) NVLink hops and (m-1) InfiniBand hops
+    // per pass (2 passes for all-reduce): only the hops that leave a node pay the IB latency.
+    const std::int64_t k = std::clamp<std::int64_t>(ranks_per_node, 1, group_size);
+    const std::int64_t m = (group_size + k - 1) / k;
+    const double passes = latency_steps(c, group_size) / static_cast<double>(group_size - 1);
+    latency = c == Collective::kSendRecv || c == Collective::kBroadcast
+                  ? cluster.ib_latency_s
+                  : passes * (static_cast<double>(k - 1) * cluster.nvlink_latency_s +
+                              static_cast<double>(m - 1) * cluster.ib_latency_s);
+  }
+  return latency + busbw_factor(c, group_size) * bytes / beta;
 }
 
 double comm_time_s(const CommOp& op, const ClusterSpec& cluster, const Calibration& cal) {

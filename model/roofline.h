@@ -5,6 +5,8 @@
 //   comm:    alpha-beta per collective (nccl-tests convention, ANCHORS.md s4):
 //            steps * alpha + busbw_factor(n) * bytes / (link * eff), with the link the
 //            bottleneck tier: NVLink inside a node, InfiniBand when the group crosses nodes.
+//            Across nodes the ring's hops inside a node pay the NVLink alpha and only the
+//            hops between nodes the InfiniBand alpha.
 #pragma once
 #include <cstdint>
 
