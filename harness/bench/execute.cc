@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <thread>
 
+#include "harness/nvtx.h"
 #include "workloads/config_error.h"
 
 namespace seqscale {
@@ -42,6 +43,7 @@ PointResult execute_point(const MatrixPoint& point) {
     } else {
       state = make_cpu_state(point);
     }
+    NvtxRange range(point.id);  // the whole point: setup, warm-up, samples
     def->body(*state);
     if (state->samples().empty()) throw std::runtime_error("benchmark recorded no samples (exec not called)");
     r.status = PointStatus::kOk;

@@ -72,11 +72,9 @@ class CudaBenchState final : public BenchState {
     CUDA_CHECK(cudaDeviceGetAttribute(&l2_bytes_, cudaDevAttrL2CacheSize, device));
     CUDA_CHECK(cudaEventCreate(&start_));
     CUDA_CHECK(cudaEventCreate(&stop_));
-    nvtxRangePushA(point.id.c_str());
   }
 
   ~CudaBenchState() override {
-    nvtxRangePop();
     for (void* p : blocks_) cudaFreeAsync(p, stream_);
     if (flush_) cudaFreeAsync(flush_, stream_);
     cudaStreamSynchronize(stream_);

@@ -5,7 +5,10 @@
 #include <nccl.h>
 #endif
 
+#include <nvtx3/nvToolsExt.h>
+
 #include "harness/gpu_runtime.h"
+#include "harness/nvtx.h"
 
 namespace seqscale {
 namespace {
@@ -51,6 +54,7 @@ class CudaRuntime final : public GpuRuntime {
 const bool installed = [] {
   static CudaRuntime runtime;
   install_gpu_runtime(&runtime);
+  install_nvtx_hooks([](const char* name) { nvtxRangePushA(name); }, [] { nvtxRangePop(); });
   return true;
 }();
 
