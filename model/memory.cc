@@ -190,6 +190,22 @@ double attention_logits_bytes(std::int64_t batch_n, std::int64_t heads, std::int
          static_cast<double>(len) * static_cast<double>(dtype_bytes(dtype));
 }
 
+double evoformer_attention_module_bytes(double bt, double len, double c_in, double heads, double head_dim,
+                                        bool pair_bias, AttentionImpl impl) {
+  const double rows = bt * len, hd = heads * head_dim;
+  // Saved for backward: x, LayerNorm(x) in fp32; q, k, v, gate, O, gated O in bf16.
+  const double saved = rows * (8.0 * c_in + 12.0 * hd);
+  // Live at the attention backward: d(out) bf16, d(gated O), dO, dq, dk, dv bf16.
+  const double grads = rows * (2.0 * c_in + 10.0 * hd);
+  double attn = 0;
+  if (impl == AttentionImpl::kMaterialized) {
+    attn = 16.0 * bt * heads * len * len;
+  } else {
+    attn = 4.0 * bt * heads * len + 4.0 * rows * hd + (pair_bias ? 4.0 * heads * len * len : 0.0);
+  }
+  return saved + grads + attn;
+}
+
 namespace {
 
 double attn_params(std::int64_t c_in, const AttentionDims& d, std::int64_t c_bias) {
@@ -221,11 +237,6 @@ double evoformer_params(const EvoformerSpec& e) {
 }
 
 MemoryBreakdown evoformer_memory(const EvoformerSpec& e, const ClusterSpec& c, const Plan& p, const RunShape& shape) {
-  // PyTorch's naive attention keeps, per logit element, the scores and the biased scores
-  // (bf16), the fp32 softmax and its bf16 copy in the forward, and the bf16 gradients of
-  // the softmax output and of the scores in the backward: 2+2+4+2+2+2 = 14 B, plus the
-  // fp32 upcast of the incoming gradient (2 more bf16-equivalents) -> 16 B per element.
-  constexpr double kNaiveLogitBytes = 16.0;
   const double n_res = static_cast<double>(shape.seq > 0 ? shape.seq : e.n_res);
   const double dap = p.dap;
   const double es = static_cast<double>(dtype_bytes(e.dtype));
@@ -246,26 +257,18 @@ MemoryBreakdown evoformer_memory(const EvoformerSpec& e, const ClusterSpec& c, c
   // take as the block's working set below.
   const double main_in = m_bytes + z_bytes, extra_in = x_bytes + z_bytes;
 
-  // One block's attention, the largest of its kinds (Bt = B * N rows of length L):
-  struct Att { double bt, heads, len, head_dim; bool pair_bias; };
+  // One block's attention module, the largest of its kinds (Bt rows of length L):
+  struct Att { double bt, len, c_in; AttentionDims dims; bool pair_bias; };
   const Att atts[] = {
-      {n_extra / dap, double(e.extra_msa.heads), n_res, double(e.extra_msa.head_dim), true},  // extra-MSA row
-      {n_seq / dap, double(e.msa.heads), n_res, double(e.msa.head_dim), true},                // MSA row
-      {n_res / dap, double(e.msa.heads), n_seq, double(e.msa.head_dim), false},               // MSA column
-      {n_res / dap, double(e.triangle.heads), n_res, double(e.triangle.head_dim), true},      // triangle
+      {n_extra / dap, n_res, double(e.c_e), e.extra_msa, true},  // extra-MSA row
+      {n_seq / dap, n_res, double(e.c_m), e.msa, true},          // MSA row
+      {n_res / dap, n_seq, double(e.c_m), e.msa, false},         // MSA column
+      {n_res / dap, n_res, double(e.c_z), e.triangle, true},     // triangle start / end
   };
   double att_peak = 0;
   for (const Att& at : atts) {
-    double bytes = 0;
-    if (p.attn == AttentionImpl::kMaterialized) {
-      bytes = at.bt * at.heads * at.len * at.len * kNaiveLogitBytes;
-    } else {
-      // Fused (DS4Sci EvoformerAttention): Q, K, V, O, gate and their gradients, fp32
-      // log-sum-exp, and the fp32 pair-bias gradient B * H * L^2 (summed over N).
-      bytes = at.bt * at.len * at.heads * at.head_dim * es * 10.0 + 4.0 * at.bt * at.heads * at.len +
-              (at.pair_bias ? 4.0 * at.heads * at.len * at.len : 0.0);
-    }
-    att_peak = std::max(att_peak, bytes);
+    att_peak = std::max(att_peak, evoformer_attention_module_bytes(at.bt, at.len, at.c_in, double(at.dims.heads),
+                                                                   double(at.dims.head_dim), at.pair_bias, p.attn));
   }
   // Non-attention intermediates of one block in backward: the 4x transitions and the
   // triangle-multiplication projections, ~4 copies of the block input.

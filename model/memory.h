@@ -83,6 +83,16 @@ MemoryBreakdown transformer_memory(const TransformerSpec& t, const ClusterSpec& 
 double evoformer_params(const EvoformerSpec& e);
 MemoryBreakdown evoformer_memory(const EvoformerSpec& e, const ClusterSpec& c, const Plan& p, const RunShape& s);
 
+// Training peak (forward + backward) of one gated Evoformer attention module over Bt rows
+// of length L with c_in input channels, as OpenFold runs it under bf16 autocast: fp32
+// residual input and LayerNorm output, bf16 q/k/v/gate projections and output, their
+// gradients at the kernel's backward, and either the naive logits (16 B per element: the
+// bf16 scores and biased scores, the fp32 softmax saved for backward and its bf16 copy for
+// the PV matmul, the bf16 and fp32 gradients) or the fused kernel's fp32 log-sum-exp, fp32
+// dQ accumulator and fp32 pair-bias gradient (DS4Sci EvoformerAttention).
+double evoformer_attention_module_bytes(double bt, double len, double c_in, double heads, double head_dim,
+                                        bool pair_bias, AttentionImpl impl);
+
 // Bytes of one copy of an attention logit tensor: batch * n * heads * L^2 * dtype bytes.
 // Published check (ANCHORS s1): the finetuning extra-MSA row attention is
 // 5120 * 8 * 384^2 * 2 B = 12.08 GB.
