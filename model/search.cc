@@ -29,7 +29,8 @@ const std::vector<Preset>& presets() {
   static const std::vector<Preset> all = [] {
     std::vector<Preset> v;
     Preset old = make("megatron-deepspeed-old", "Megatron-DeepSpeed before DS4Sci: fp32 mask, replicated position table, no SP");
-    old.max_tp = 8;
+    old.max_tp = 64;
+    old.tp_across_nodes = true;  // the published old GPT-30B runs used TP=32 over 4 nodes
     old.sp = {SeqParallel::kNone};
     old.recompute = {Recompute::kFull};
     old.attn = {AttentionImpl::kFused};

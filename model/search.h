@@ -3,7 +3,8 @@
 //
 // Presets (what each framework could express; see model/README.md for the sources):
 //   megatron-deepspeed-old  Megatron-DeepSpeed before the DS4Sci long-sequence changes:
-//                           TP <= 8 (in a node), PP, DP with ZeRO 0-1 (DeepSpeed's pipeline
+//                           TP (across nodes too: its GPT-30B runs used TP=32), PP, DP with
+//                           ZeRO 0-1 (DeepSpeed's pipeline
 //                           engine supports ZeRO-1 only) and ZeRO-Offload of the optimizer,
 //                           full recompute, FlashAttention, no sequence parallelism, the fp32
 //                           causal mask on the GPU, a replicated position table.
@@ -12,8 +13,9 @@
 //                           its data path, a replicated position table, no offload.
 //   megatron-deepspeed-new  all DS4Sci changes: no mask tensor (FlashAttention's causal
 //                           flag), a partitioned position table, Megatron-SP with TP up to 32
-//                           (the largest TP the DS4Sci runs used: GPT-30B at TP=32), PP, ZeRO
-//                           0-3 and offload of optimizer states, full recompute.
+//                           (a calibration choice: TP=64 overshoots the 64-GPU Figure 9
+//                           points by 35-44%), PP, ZeRO 0-3 and offload of optimizer states,
+//                           full recompute.
 //   seqscale-best           every technique modelled, searched freely (adds Ulysses, ZeRO-3
 //                           parameter offload, interleaved pipelines, any TP dividing heads).
 #pragma once
