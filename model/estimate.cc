@@ -105,6 +105,10 @@ void transformer_time(const TransformerSpec& t, const ClusterSpec& c, const Plan
     const Placement pl = place(p.ulysses(), p.tp, c);
     t_uly = comm_passes * 4.0 * coll(Collective::kAllToAll, p.ulysses(), es * sbh / u / tp, pl, c, cal);
   }
+  if (p.ckpt_partitioned && p.tp > 1) {
+    // The partitioned checkpoint is all-gathered once per layer before its recompute.
+    t_tp += coll(Collective::kAllGather, p.tp, 2.0 * sbh / u, place(p.tp, 1, c), c, cal);
+  }
   const double t_mb_first = layers_stage * (t_layer + t_tp + t_uly);
   const double t_mb_last = t_mb_first + t_logits;
   const double t_mb_compute = layers_stage * t_layer + t_logits * (p.pp == 1 ? 1.0 : 0.0);

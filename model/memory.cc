@@ -119,7 +119,7 @@ MemoryBreakdown transformer_memory(const TransformerSpec& t, const ClusterSpec& 
   switch (p.recompute) {
     case Recompute::kNone: per_layer = outside_b + inner_b + (materialized ? scores : lse); break;
     case Recompute::kSelective: per_layer = outside_b + inner_b + (materialized ? 0.0 : lse); break;
-    case Recompute::kFull: per_layer = 2.0 * sbh / ss; break;
+    case Recompute::kFull: per_layer = 2.0 * sbh / (p.ckpt_partitioned ? ss * tp : ss); break;
   }
   const std::int64_t m = micro_batches(p, shape);
   double in_flight = std::min<double>(pp, static_cast<double>(m));
@@ -129,6 +129,8 @@ MemoryBreakdown transformer_memory(const TransformerSpec& t, const ClusterSpec& 
   const double grad_buffers = 2.0 * 2.0 * sbh / ss;  // dY and dX of the layer in flight
   double working = grad_buffers;
   if (p.recompute == Recompute::kFull) working += outside_b + inner_b + (materialized ? 0.0 : lse);
+  // A partitioned checkpoint is all-gathered back to the full layer input before recompute.
+  if (p.ckpt_partitioned) working += 2.0 * sbh / ss;
   double score_bytes = 0;
   if (materialized) {
     // Recomputed (selective/full) or stored scores, plus their bf16 gradients dP and dS.

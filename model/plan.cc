@@ -123,10 +123,12 @@ Plan parse_plan(std::string_view text) {
                                                    {"params", Offload::kParams}, {"all", Offload::kAll}});
     } else if (key == "schedule") {
       p.schedule = parse_enum<PipeSchedule>(key, value, {{"1f1b", PipeSchedule::k1F1B}, {"interleaved", PipeSchedule::kInterleaved}});
+    } else if (key == "ckpt") {
+      p.ckpt_partitioned = parse_enum<bool>(key, value, {{"local", false}, {"partitioned", true}});
     } else if (key == "pos") {
       p.pos = parse_enum<PosTable>(key, value, {{"partitioned", PosTable::kPartitioned}, {"replicated", PosTable::kReplicated}});
     } else {
-      plan_error(key, "is unknown (known: tp, pp, dp, vpp, schedule, sp, sp_degree, dap, zero, recompute, attn, mask, offload, pos)");
+      plan_error(key, "is unknown (known: tp, pp, dp, vpp, schedule, sp, sp_degree, dap, zero, recompute, attn, mask, offload, pos, ckpt)");
     }
   }
   if (p.sp == SeqParallel::kUlysses && !sp_degree_set) p.sp_degree = 0;  // derive from the GPU count
@@ -148,6 +150,7 @@ std::string plan_to_string(const Plan& p) {
   s += ",zero=" + std::to_string(p.zero) + ",recompute=" + std::string(recompute_name(p.recompute)) +
        ",attn=" + std::string(attn_name(p.attn)) + ",mask=" + std::string(mask_name(p.mask)) +
        ",offload=" + std::string(offload_name(p.offload)) + ",pos=" + std::string(pos_name(p.pos));
+  if (p.ckpt_partitioned) s += ",ckpt=partitioned";
   return s;
 }
 
@@ -183,6 +186,9 @@ std::string check_plan(Plan& p, const ModelSpec& model, std::int64_t gpus, const
   if (p.offload_params() && p.zero != 3) return "offload=params/all needs zero=3 (ZeRO-Infinity)";
   if (p.offload_optimizer() && p.zero == 0) return "offload=optimizer needs zero>=1 (ZeRO-Offload)";
   if (p.schedule == PipeSchedule::kInterleaved && p.pp == 1) return "schedule=interleaved needs pp>1";
+  if (p.ckpt_partitioned && (p.recompute != Recompute::kFull || p.tp == 1 || p.sp == SeqParallel::kMegatron)) {
+    return "ckpt=partitioned needs recompute=full, tp>1 and no Megatron-SP (which already shards the checkpoints)";
+  }
   if (p.schedule == PipeSchedule::k1F1B && p.vpp != 1) return "vpp>1 needs schedule=interleaved";
   if (micro_batches(p, shape) < 1) return "global batch is smaller than dp*micro-batch";
   if (shape.global_batch > 0 && shape.global_batch % (static_cast<std::int64_t>(p.dp) * shape.micro_batch) != 0) {

@@ -11,6 +11,9 @@
 //   mask [none] | bool | fp32   (the causal mask tensor kept on the GPU)
 //   offload [none] | optimizer | params | all
 //   pos [partitioned] | replicated  (learned position table across sequence-parallel ranks)
+//   ckpt [local] | partitioned  (full-recompute checkpoints split over the TP ranks:
+//        DeepSpeed activation checkpointing's partition_activations / Megatron's
+//        --distribute-checkpointed-activations; redundant with sp=megatron)
 #pragma once
 #include <cstdint>
 #include <string>
@@ -43,6 +46,7 @@ struct Plan {
   Offload offload = Offload::kNone;
   PipeSchedule schedule = PipeSchedule::k1F1B;
   PosTable pos = PosTable::kPartitioned;
+  bool ckpt_partitioned = false;
 
   bool offload_optimizer() const { return offload == Offload::kOptimizer || offload == Offload::kAll; }
   bool offload_params() const { return offload == Offload::kParams || offload == Offload::kAll; }

@@ -36,8 +36,11 @@ const std::vector<Preset>& presets() {
     old.attn = {AttentionImpl::kFused};
     old.mask = {MaskKind::kFp32};
     old.pos = {PosTable::kReplicated};
-    old.zero = {0, 1};
+    old.zero = {0, 1, 2, 3};  // ZeRO-2/3 only without PP (DeepSpeed pipeline engine: ZeRO-1)
     old.offload = {Offload::kNone, Offload::kOptimizer};
+    // DeepSpeed could partition checkpoints across TP ranks, but the DS4Sci sweep scripts leave
+    // --distribute-checkpointed-activations off (and with it the old column would be ~2x
+    // higher than published), so the old plan space keeps checkpoints local.
     v.push_back(old);
 
     Preset mlm = make("megatron-lm", "Megatron-LM: TP+PP+Megatron-SP, selective recompute, distributed optimizer");
@@ -75,6 +78,7 @@ const std::vector<Preset>& presets() {
     best.pos = {PosTable::kPartitioned};
     best.zero = {0, 1, 2, 3};
     best.offload = {Offload::kNone, Offload::kOptimizer, Offload::kParams, Offload::kAll};
+    best.ckpt_partitioned = {false, true};
     best.interleaved = true;
     best.zero_with_pp_above_1 = true;
     v.push_back(best);
@@ -132,6 +136,7 @@ std::vector<Plan> enumerate_plans(const Preset& pre, const ModelSpec& model, std
                   for (MaskKind mask : pre.mask) {
                     for (PosTable pos : pre.pos) {
                       for (int sched = 0; sched < (pre.interleaved && pp > 1 ? 2 : 1); ++sched) {
+                       for (bool part : pre.ckpt_partitioned) {
                         Plan p;
                         p.tp = tp;
                         p.pp = pp;
@@ -148,7 +153,9 @@ std::vector<Plan> enumerate_plans(const Preset& pre, const ModelSpec& model, std
                           p.schedule = PipeSchedule::kInterleaved;
                           p.vpp = 2;
                         }
+                        p.ckpt_partitioned = part;
                         if (check_plan(p, model, gpus, probe).empty()) out.push_back(p);
+                       }
                       }
                     }
                   }

@@ -4,7 +4,7 @@
 // Presets (what each framework could express; see model/README.md for the sources):
 //   megatron-deepspeed-old  Megatron-DeepSpeed before the DS4Sci long-sequence changes:
 //                           TP (across nodes too: its GPT-30B runs used TP=32), PP, DP with
-//                           ZeRO 0-1 (DeepSpeed's pipeline
+//                           ZeRO 0-3 (ZeRO-1 at most with pp>1: DeepSpeed's pipeline
 //                           engine supports ZeRO-1 only) and ZeRO-Offload of the optimizer,
 //                           full recompute, FlashAttention, no sequence parallelism, the fp32
 //                           causal mask on the GPU, a replicated position table.
@@ -43,6 +43,7 @@ struct Preset {
   std::vector<PosTable> pos;
   std::vector<int> zero;
   std::vector<Offload> offload;
+  std::vector<bool> ckpt_partitioned{false};
   bool pipeline = true;
   bool interleaved = false;
   bool zero_with_pp_above_1 = false;  // DeepSpeed's pipeline engine: ZeRO-1 at most with pp>1

@@ -64,6 +64,8 @@ TEST(Plan, RejectsInvalidPlansWithTheReason) {
   Plan ok = parse_plan("tp=8,pp=2,sp=megatron");
   EXPECT_EQ(check_plan(ok, m, 64, RunShape{8192}), "");
   EXPECT_EQ(ok.dp, 4);
+  Plan part = parse_plan("tp=8,sp=megatron,recompute=full,ckpt=partitioned");
+  EXPECT_NE(check_plan(part, m, 8, RunShape{8192}).find("ckpt=partitioned"), std::string::npos);
   Plan uly = parse_plan("tp=2,sp=ulysses");
   EXPECT_EQ(check_plan(uly, m, 16, RunShape{8192}), "");
   EXPECT_EQ(uly.sp_degree, 8);
@@ -102,6 +104,9 @@ TEST(Memory, KorthikantiActivations) {
   EXPECT_DOUBLE_EQ(act("tp=8,sp=megatron,attn=materialized"), s * b * h / 8 * (34 + 5 * a * s / h));
   EXPECT_DOUBLE_EQ(act("tp=8,sp=megatron,attn=materialized,recompute=selective"), s * b * h / 8 * 34);
   EXPECT_DOUBLE_EQ(act("tp=8,sp=megatron,recompute=full"), 2 * s * b * h / 8);
+  EXPECT_DOUBLE_EQ(act("tp=8,recompute=full"), 2 * s * b * h);
+  // DeepSpeed partition_activations: the checkpoint is split over the TP ranks.
+  EXPECT_DOUBLE_EQ(act("tp=8,recompute=full,ckpt=partitioned"), 2 * s * b * h / 8);
   // Fused attention: the 5as/h term becomes an fp32 log-sum-exp.
   EXPECT_DOUBLE_EQ(act("attn=fused"), s * b * h * 34 + 4 * a * s * b);
 }
@@ -157,7 +162,7 @@ TEST(Search, Figure9OrderingAndTolerance) {
   }
   EXPECT_EQ(fig9, 18);
   // Regression guard on today's model (see model/README.md for the rows still outside 15%).
-  EXPECT_GE(fig9_ok, 8);
+  EXPECT_GE(fig9_ok, 12);
 }
 
 TEST(Search, PresetsOrderAndBestIsLongest) {
