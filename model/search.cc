@@ -246,7 +246,7 @@ BestPlan best_plan(const ModelSpec& model, const ClusterSpec& cluster, std::int6
   for (const Plan& plan : enumerate_plans(preset, model, gpus)) {
     Plan p = plan;
     if (!check_plan(p, model, gpus, shape).empty()) continue;
-    if (!fits_at(model, cluster, p, shape.seq)) continue;
+    if (!memory_fits(estimate_memory(model, cluster, p, shape), cluster)) continue;  // cheap filter
     Estimate e = estimate(model, cluster, p, gpus, shape, cal);
     if (!e.fits) continue;
     if (!best.found || e.time.step < best.estimate.time.step) {

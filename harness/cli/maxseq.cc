@@ -1,5 +1,6 @@
 // seqscale maxseq: the longest sequence that fits per GPU count for a framework preset
-// (the max over its feasible plans), with the plan and the memory term that binds.
+// (the max over its feasible plans), with the plan and the memory term that binds. With
+// --at-seq S it also reports the fastest feasible plan of the preset at length S.
 //   seqscale maxseq --model genslm-25b --cluster dgx-a100-40g --gpus 16,32,64 --preset seqscale-best --json
 #include <iomanip>
 #include <iostream>
@@ -34,7 +35,8 @@ std::vector<std::int64_t> parse_gpu_list(const std::string& text) {
 
 int run_maxseq(const std::vector<std::string>& args) {
   std::string model_name, cluster_name, gpus_text, preset_name;
-  std::int64_t granularity = 1024, limit = 1 << 24;
+  std::int64_t granularity = 1024, limit = 1 << 24, at_seq = 0;
+  std::string cal_path;
   po::options_description opts;
   opts.add_options()
     ("model", po::value(&model_name)->required(), "model name or .json path")
@@ -43,7 +45,8 @@ int run_maxseq(const std::vector<std::string>& args) {
     ("preset", po::value(&preset_name)->default_value("seqscale-best"), "framework preset (plan space)")
     ("granularity", po::value(&granularity)->default_value(1024), "sequence grid step")
     ("limit", po::value(&limit)->default_value(1 << 24), "longest sequence to consider")
-    ("calibration", po::value<std::string>(), "accepted for symmetry with predict (max-seq is memory only)")
+    ("at-seq", po::value(&at_seq)->default_value(0), "also report the fastest feasible plan at this length")
+    ("calibration", po::value(&cal_path), "calibration file for --at-seq timing (default: documented defaults)")
     ("json", "print a JSON array");
   po::variables_map vm;
   if (!parse_args("maxseq", args, opts, vm, nullptr,
@@ -51,10 +54,12 @@ int run_maxseq(const std::vector<std::string>& args) {
     return 0;
   }
   if (granularity <= 0) throw UsageError("--granularity must be positive");
+  if (at_seq < 0) throw UsageError("--at-seq must not be negative");
   const std::vector<std::int64_t> gpu_counts = parse_gpu_list(gpus_text);
   const ModelSpec model = load_model(model_name);
   const ClusterSpec cluster = load_cluster(cluster_name);
   const Preset& preset = find_preset(preset_name);
+  const Calibration cal = vm.count("calibration") ? load_calibration(cal_path) : default_calibration();
   nlohmann::json arr = nlohmann::json::array();
   for (std::int64_t g : gpu_counts) {
     const MaxSeqResult r = max_sequence(model, cluster, g, preset, granularity, limit);
@@ -62,6 +67,18 @@ int run_maxseq(const std::vector<std::string>& args) {
     j["plan"] = r.max_seq > 0 ? nlohmann::json(plan_to_string(r.plan)) : nlohmann::json(nullptr);
     j["binding"] = r.max_seq > 0 ? nlohmann::json(std::string(mem_term_name(r.binding))) : nlohmann::json("model_states");
     j["peak_bytes"] = r.peak_bytes;
+    if (at_seq > 0) {
+      const BestPlan best = best_plan(model, cluster, g, preset, RunShape{at_seq, 1, 0}, cal);
+      nlohmann::json f = {{"seq", at_seq}, {"found", best.found}};
+      if (best.found) {
+        f["plan"] = plan_to_string(best.estimate.plan);
+        f["step_s"] = best.estimate.time.step;
+        f["tokens_per_s"] = best.estimate.tokens_per_s;
+        f["tflops_per_gpu"] = best.estimate.tflops_per_gpu;
+        f["peak_bytes"] = best.estimate.memory.peak();
+      }
+      j["fastest"] = f;
+    }
     arr.push_back(j);
   }
   if (vm.count("json")) {
@@ -74,6 +91,15 @@ int run_maxseq(const std::vector<std::string>& args) {
               << j["max_seq"].get<std::int64_t>() << "  binding " << j["binding"].get<std::string>();
     if (!j["plan"].is_null()) std::cout << "  plan " << j["plan"].get<std::string>();
     std::cout << "\n";
+    if (j.contains("fastest")) {
+      const auto& f = j["fastest"];
+      if (f["found"].get<bool>()) {
+        std::cout << "         fastest at " << at_seq << ": " << f["plan"].get<std::string>() << "  step "
+                  << f["step_s"].get<double>() << " s, " << f["tokens_per_s"].get<double>() << " tokens/s\n";
+      } else {
+        std::cout << "         nothing fits at " << at_seq << "\n";
+      }
+    }
   }
   return 0;
 }

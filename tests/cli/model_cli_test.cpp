@@ -71,6 +71,11 @@ TEST(ModelCli, MaxseqJsonArray) {
     EXPECT_GT(row["max_seq"].get<std::int64_t>(), prev);
     prev = row["max_seq"].get<std::int64_t>();
   }
+  const Out f = run_cli("maxseq --model genslm-25b --cluster dgx-a100-40g --gpus 16 --preset megatron-lm --at-seq 8192 --json", false);
+  ASSERT_EQ(f.code, 0) << f.text;
+  const auto fj = nlohmann::json::parse(f.text);
+  EXPECT_TRUE(fj[0]["fastest"]["found"].get<bool>());
+  EXPECT_GT(fj[0]["fastest"]["tokens_per_s"].get<double>(), 0.0);
   EXPECT_EQ(run_cli("maxseq --model genslm-25b --cluster dgx-a100-40g --gpus 16 --preset nope").code, 2);
   EXPECT_EQ(run_cli("maxseq --model genslm-25b --cluster dgx-a100-40g --gpus 16,x").code, 2);
 }

@@ -181,6 +181,25 @@ TEST(Search, PresetsOrderAndBestIsLongest) {
   EXPECT_NE(error_of([] { find_preset("nope"); }).find("megatron-lm"), std::string::npos);
 }
 
+TEST(Search, BestPlanIsFeasibleAndFastest) {
+  const ModelSpec m = load_model("genslm-25b");
+  const ClusterSpec c = load_cluster("dgx-a100-40g");
+  const Preset& p = find_preset("megatron-lm");
+  const RunShape shape{16384, 1, 0};
+  const Calibration cal = default_calibration();
+  const BestPlan best = best_plan(m, c, 32, p, shape, cal);
+  ASSERT_TRUE(best.found);
+  EXPECT_TRUE(best.estimate.fits);
+  for (const Plan& plan : enumerate_plans(p, m, 32)) {
+    Plan q = plan;
+    if (!check_plan(q, m, 32, shape).empty()) continue;
+    const Estimate e = estimate(m, c, q, 32, shape, cal);
+    if (e.fits) {
+      EXPECT_GE(e.time.step, best.estimate.time.step);
+    }
+  }
+}
+
 TEST(Search, BisectionEqualsExhaustiveSweep) {
   const ModelSpec m = load_model("genslm-33b");
   const ClusterSpec c = load_cluster("dgx-a100-40g");
