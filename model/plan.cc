@@ -191,6 +191,9 @@ std::string check_plan(Plan& p, const ModelSpec& model, std::int64_t gpus, const
   }
   if (p.schedule == PipeSchedule::k1F1B && p.vpp != 1) return "vpp>1 needs schedule=interleaved";
   if (micro_batches(p, shape) < 1) return "global batch is smaller than dp*micro-batch";
+  if (p.schedule == PipeSchedule::kInterleaved && micro_batches(p, shape) % p.pp != 0) {
+    return "schedule=interleaved needs the number of micro-batches to be a multiple of pp (Megatron)";
+  }
   if (shape.global_batch > 0 && shape.global_batch % (static_cast<std::int64_t>(p.dp) * shape.micro_batch) != 0) {
     return "global batch " + std::to_string(shape.global_batch) + " is not a multiple of dp*micro-batch";
   }
