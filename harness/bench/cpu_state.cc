@@ -6,6 +6,7 @@
 #include <cstring>
 #include <new>
 #include <random>
+#include <unordered_map>
 
 #include "harness/bench/execute.h"
 #include "kernels/common/half.h"
@@ -25,7 +26,7 @@ class CpuBenchState final : public BenchState {
     if (const char* b = std::getenv("SEQSCALE_CPU_MEMORY_BUDGET"); b && *b) budget_bytes_ = std::atoll(b);
   }
   ~CpuBenchState() override {
-    for (void* p : blocks_) std::free(p);
+    for (const auto& [p, bytes] : blocks_) std::free(p);
   }
 
   Backend backend() const override { return Backend::kCpu; }
@@ -37,10 +38,18 @@ class CpuBenchState final : public BenchState {
     }
     void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);
     if (!p) throw OutOfMemory("host allocation of " + std::to_string(bytes) + " B failed");
-    blocks_.push_back(p);
+    blocks_[p] = static_cast<std::int64_t>(bytes);
     current_bytes_ += static_cast<std::int64_t>(bytes);
     peak_bytes_ = std::max(peak_bytes_, current_bytes_);
     return p;
+  }
+
+  void release(void* p) override {
+    auto it = blocks_.find(p);
+    if (it == blocks_.end()) return;
+    current_bytes_ -= it->second;
+    std::free(p);
+    blocks_.erase(it);
   }
 
   void fill_random(void* p, std::int64_t count, DType dtype, std::uint64_t seed, float lo, float hi) override {
@@ -102,7 +111,7 @@ class CpuBenchState final : public BenchState {
   }
 
   TimingPolicy timing_;
-  std::vector<void*> blocks_;
+  std::unordered_map<void*, std::int64_t> blocks_;
   std::int64_t current_bytes_ = 0;
   std::int64_t peak_bytes_ = 0;
   std::int64_t budget_bytes_ = 0;

@@ -5,7 +5,9 @@
 // points with the same ids, and every disagreement points at one declaration.
 #include "harness/bench/pricing.h"
 
+#include <algorithm>
 #include <chrono>
+#include <unordered_map>
 
 #include "model/roofline.h"
 
@@ -17,10 +19,18 @@ class PricingState final : public BenchState {
   PricingState(const MatrixPoint& p, Backend b) : BenchState(p.params), backend_(b) {}
   Backend backend() const override { return backend_; }
   void* alloc(std::size_t bytes) override {
-    bytes_ += static_cast<std::int64_t>(bytes);
+    live_ += static_cast<std::int64_t>(bytes);
+    bytes_ = std::max(bytes_, live_);
     // Distinct, never-dereferenced addresses: bodies touch memory only through exec/fill.
     next_ += (bytes + 255) / 256 * 256 + 256;
+    sizes_[next_] = static_cast<std::int64_t>(bytes);
     return reinterpret_cast<void*>(next_);
+  }
+  void release(void* p) override {
+    auto it = sizes_.find(reinterpret_cast<std::uintptr_t>(p));
+    if (it == sizes_.end()) return;
+    live_ -= it->second;
+    sizes_.erase(it);
   }
   void fill_random(void*, std::int64_t, DType, std::uint64_t, float, float) override {}
   void fill_value(void*, std::int64_t, DType, float) override {}
@@ -32,7 +42,9 @@ class PricingState final : public BenchState {
 
  private:
   Backend backend_;
-  std::int64_t bytes_ = 0;
+  std::int64_t bytes_ = 0;  // high-water mark of live_
+  std::int64_t live_ = 0;
+  std::unordered_map<std::uintptr_t, std::int64_t> sizes_;
   std::uintptr_t next_ = 0x100000;
   bool executed_ = false;
 };

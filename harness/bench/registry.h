@@ -62,6 +62,9 @@ class BenchState {
   // Memory the benchmark owns for the point: device memory on kCuda (stream-ordered pool,
   // high-water mark), tracked host memory on kCpu. Throws OutOfMemory. Freed after the point.
   virtual void* alloc(std::size_t bytes) = 0;
+  // Gives memory back before the point ends (the step executor replays frees); the peak
+  // keeps its high-water mark.
+  virtual void release(void* p) = 0;
   template <typename T> T* alloc_array(std::int64_t count) {
     return static_cast<T*>(alloc(static_cast<std::size_t>(count) * sizeof(T)));
   }

@@ -9,6 +9,7 @@
 #include <cuda_runtime.h>
 #include <nvtx3/nvToolsExt.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -96,6 +97,13 @@ class CudaBenchState final : public BenchState {
     CUDA_CHECK(err);
     blocks_.push_back(p);
     return p;
+  }
+
+  void release(void* p) override {
+    auto it = std::find(blocks_.begin(), blocks_.end(), p);
+    if (it == blocks_.end()) return;
+    CUDA_CHECK(cudaFreeAsync(p, stream_));
+    blocks_.erase(it);
   }
 
   void fill_random(void* p, std::int64_t n, DType dtype, std::uint64_t seed, float lo, float hi) override {

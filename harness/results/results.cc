@@ -58,6 +58,11 @@ void finalize_point(PointResult& p) {
   if (p.status != PointStatus::kOk || p.stats.median <= 0) return;
   if (p.declared_flops > 0) p.metrics["TFLOPs"] = p.declared_flops / p.stats.median / 1e12;
   if (p.declared_bytes > 0) p.metrics["GBps"] = p.declared_bytes / p.stats.median / 1e9;
+  // Training steps: throughput and utilisation against the device's dense peak.
+  if (auto t = p.metrics.find("tokens_per_step"); t != p.metrics.end()) p.metrics["tokens_per_s"] = t->second / p.stats.median;
+  if (auto pk = p.metrics.find("peak_flops"); pk != p.metrics.end() && pk->second > 0 && p.declared_flops > 0) {
+    p.metrics["mfu"] = p.declared_flops / p.stats.median / pk->second;
+  }
 }
 
 nlohmann::json to_json(const PointResult& p) {
