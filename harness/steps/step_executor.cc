@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <optional>
+
+#include "harness/nvtx.h"
 
 namespace seqscale {
 
@@ -42,8 +45,19 @@ std::int64_t replay_memory_events(const StepProgram& program, BenchState& state)
 
 void run_compute_ops(const StepProgram& program, std::int64_t tokens, std::int64_t k,
                      const std::function<void(const GemmShape&)>& gemm) {
+  // One NVTX range per run of ops of the same phase, so a trace shows forward, backward,
+  // recompute and optimizer spans of the step.
+  std::optional<NvtxRange> range;
+  std::optional<Phase> current;
   for (const auto& op : program.ops) {
-    if (const auto* c = std::get_if<ComputeOp>(&op); c && c->cost.flops > 0) gemm(gemm_equivalent(*c, tokens, k));
+    const auto* c = std::get_if<ComputeOp>(&op);
+    if (!c || c->cost.flops <= 0) continue;
+    if (current != c->phase) {
+      range.reset();
+      range.emplace(std::string(phase_name(c->phase)));
+      current = c->phase;
+    }
+    gemm(gemm_equivalent(*c, tokens, k));
   }
 }
 
