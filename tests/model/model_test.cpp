@@ -16,6 +16,7 @@
 #include "model/plan.h"
 #include "model/roofline.h"
 #include "model/search.h"
+#include "model/evoformer_program.h"
 #include "model/transformer_program.h"
 #include "workloads/config_error.h"
 #include "workloads/specs.h"
@@ -233,6 +234,21 @@ TEST(StepProgram, ClosedFormEqualsReplay) {
       const Estimate e = estimate(m, c, p, 16, shape, default_calibration());
       EXPECT_NEAR(prog.total_flops() / e.hw_flops_per_gpu, 1.0, 1e-9) << text;
     }
+  }
+}
+
+TEST(StepProgram, EvoformerClosedFormEqualsReplay) {
+  const ModelSpec m = load_model("evoformer-openfold-finetune");
+  ClusterSpec bare;
+  for (const char* text : {"attn=fused,recompute=full", "attn=naive,recompute=full", "dap=4,attn=fused,recompute=full",
+                           "attn=fused,recompute=none"}) {
+    Plan p = parse_plan(text);
+    const RunShape shape{384, 1, 0};
+    validate_plan(p, m, p.dap, shape);
+    const MemoryBreakdown closed = evoformer_memory(m.evoformer(), bare, p, shape);
+    const StepProgram prog = build_evoformer_program(m.evoformer(), p, shape);
+    EXPECT_NEAR(static_cast<double>(prog.replay_memory().peak_device_bytes), closed.peak(), 64.0) << text;
+    EXPECT_GT(prog.total_flops(), 0.0);
   }
 }
 
