@@ -138,9 +138,13 @@ MemoryBreakdown transformer_memory(const TransformerSpec& t, const ClusterSpec& 
   }
   const double sp_gather = p.sp == SeqParallel::kMegatron ? kSpGatherBytesPerElement * sbh / u : 0.0;
   const double logits = (s / u) * b * (V / tp) * kLogitBytesPerElement;
-  double mask = 0;
-  if (p.mask == MaskKind::kFp32) mask = 4.0 * s * s;
-  else if (p.mask == MaskKind::kBool) mask = s * s;
+  // Megatron's get_ltor_masks_and_position_ids builds the causal mask on the GPU as
+  // tril(ones(s, s)) in fp32 (the ones and the tril result: 8 B per element at once), then
+  // keeps `mask < 0.5` as bool (1 B). So mask=fp32 costs a one-time 8s^2 while the batch is
+  // built (model states live, no activations yet) and a persistent bool s^2 through the
+  // step; mask=bool (DS4Sci: built on the host, moved as bool) only the persistent s^2.
+  const double mask = p.mask == MaskKind::kNone ? 0.0 : s * s;
+  const double mask_build = p.mask == MaskKind::kFp32 ? 8.0 * s * s : 0.0;
   const double zero3 = p.zero == 3 ? 2.0 * lp * kParamBytes : 0.0;  // current + prefetched layer
 
   MemoryBreakdown best;
@@ -178,6 +182,21 @@ MemoryBreakdown transformer_memory(const TransformerSpec& t, const ClusterSpec& 
     const double live = mb.peak();
     mb[MemTerm::kContext] = static_cast<double>(c.context_bytes);
     mb[MemTerm::kAllocatorOverhead] = c.allocator_overhead * live;
+    if (mask_build > 0) {
+      // The batch-building phase: states, position table, buckets and the fp32 mask build.
+      MemoryBreakdown data;
+      data.stage = stage;
+      data.host_bytes = mb.host_bytes;
+      for (MemTerm t : {MemTerm::kParameters, MemTerm::kGradients, MemTerm::kOptimizer, MemTerm::kPositionTable,
+                        MemTerm::kCommBuffers}) {
+        data[t] = mb[t];
+      }
+      data[MemTerm::kAttentionMask] = mask_build;
+      const double data_live = data.peak();
+      data[MemTerm::kContext] = static_cast<double>(c.context_bytes);
+      data[MemTerm::kAllocatorOverhead] = c.allocator_overhead * data_live;
+      if (data.peak() > mb.peak()) mb = data;
+    }
     const double peak = mb.peak();
     if (peak > best_peak) {
       best_peak = peak;

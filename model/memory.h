@@ -17,7 +17,8 @@
 // the backward working set of one layer (with full recompute: the whole layer recomputed),
 // materialized scores and their gradients, the logits and cross-entropy buffers on the
 // last stage, the un-sharded all-gather buffers of Megatron-SP, the ZeRO-3 gathered layer.
-// Persistent extras: the causal mask (fp32 s^2 or bool s^2), the learned position table's
+// Persistent extras: the causal mask (bool s^2; built through an fp32 8s^2 transient when
+// mask=fp32, which is its own phase before any activation), the learned position table's
 // states, CUDA/NCCL context (cluster.context_bytes) and allocator fragmentation
 // (cluster.allocator_overhead of live bytes).
 #pragma once

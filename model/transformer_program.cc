@@ -17,7 +17,11 @@ StepProgram build_transformer_program(const TransformerSpec& t, const Plan& p, c
   // Each term's size comes from the closed form; the events lay them out in step order. A
   // ClusterSpec with no context and no fragmentation leaves exactly the live bytes.
   const ClusterSpec bare;
-  const MemoryBreakdown mb = transformer_memory(t, bare, p, shape);
+  // The step-phase terms: mask=fp32 and mask=bool keep the same bool mask through the step
+  // (fp32 only adds the batch-building transient, emitted below before any activation).
+  Plan step_plan = p;
+  if (step_plan.mask == MaskKind::kFp32) step_plan.mask = MaskKind::kBool;
+  const MemoryBreakdown mb = transformer_memory(t, bare, step_plan, shape);
   StepProgram prog;
   const double s = static_cast<double>(shape.seq), b = static_cast<double>(shape.micro_batch);
   const double h = static_cast<double>(t.hidden), V = static_cast<double>(t.vocab);
@@ -32,8 +36,16 @@ StepProgram build_transformer_program(const TransformerSpec& t, const Plan& p, c
   prog.alloc(MemoryKind::kOptimizerStates, to_bytes(mb[MemTerm::kOptimizer]), "optimizer_states");
   if (mb.host_bytes > 0) prog.alloc(MemoryKind::kOptimizerStates, to_bytes(mb.host_bytes), "offloaded_states", true);
   prog.alloc(MemoryKind::kParameters, to_bytes(mb[MemTerm::kPositionTable]), "position_table");
-  prog.alloc(MemoryKind::kActivations, to_bytes(mb[MemTerm::kAttentionMask]), "attention_mask");
   prog.alloc(MemoryKind::kCommBuffers, to_bytes(mb[MemTerm::kCommBuffers]), "comm_buffers");
+  // The causal mask: with mask=fp32, tril(ones) in fp32 then the bool kept (memory.cc).
+  const double s2 = static_cast<double>(shape.seq) * static_cast<double>(shape.seq);
+  if (p.mask == MaskKind::kFp32) {
+    prog.alloc(MemoryKind::kWorkspace, to_bytes(4.0 * s2), "mask_ones_fp32");
+    prog.alloc(MemoryKind::kWorkspace, to_bytes(4.0 * s2), "mask_tril_fp32");
+    prog.free(MemoryKind::kWorkspace, to_bytes(4.0 * s2), "mask_ones_fp32");
+  }
+  if (p.mask != MaskKind::kNone) prog.alloc(MemoryKind::kActivations, to_bytes(s2), "attention_mask_bool");
+  if (p.mask == MaskKind::kFp32) prog.free(MemoryKind::kWorkspace, to_bytes(4.0 * s2), "mask_tril_fp32");
   prog.alloc(MemoryKind::kWorkspace, to_bytes(mb[MemTerm::kZero3Gather]), "zero3_gathered_layer");
   prog.alloc(MemoryKind::kCommBuffers, to_bytes(mb[MemTerm::kSpGatherBuffers]), "sp_gather_buffers");
 

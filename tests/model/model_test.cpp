@@ -137,13 +137,25 @@ TEST(Memory, FusedEvoformerAttentionSavesMemory) {
   EXPECT_GT(n / f, 5.0);
 }
 
-TEST(Memory, OldFrameworkMaskIsFp32SquareOnTheGpu) {
-  // DS4Sci: the fp32 s x s mask is 7.4 GB at 42K.
+TEST(Memory, OldFrameworkBuildsTheMaskInFp32OnTheGpu) {
+  // DS4Sci: the fp32 s x s mask is 7.4 GB at 42K; Megatron builds it as tril(ones) (two fp32
+  // copies at once) and keeps the bool.
   const ModelSpec m = load_model("genslm-25b");
-  const ClusterSpec c = load_cluster("dgx-a100-40g");
-  Plan p = parse_plan("tp=8,pp=2,mask=fp32,recompute=full");
+  ClusterSpec bare;
+  bare.gpu_memory_bytes = 1;
+  Plan p = parse_plan("tp=8,pp=2,mask=fp32,recompute=full,zero=1,offload=optimizer");
   validate_plan(p, m, 16, RunShape{43008});
-  EXPECT_NEAR(transformer_memory(m.transformer(), c, p, RunShape{43008})[MemTerm::kAttentionMask] / 1e9, 7.4, 0.05);
+  const double s2 = 43008.0 * 43008.0;
+  EXPECT_NEAR(4 * s2 / 1e9, 7.4, 0.01);
+  // Short sequence: the step binds and keeps the bool mask.
+  EXPECT_DOUBLE_EQ(transformer_memory(m.transformer(), bare, p, RunShape{4096})[MemTerm::kAttentionMask], 4096.0 * 4096.0);
+  // Long sequence with small states: the fp32 build binds (8 B per element).
+  Plan q = parse_plan("tp=8,mask=fp32,recompute=full,zero=3,offload=all");
+  validate_plan(q, m, 64, RunShape{262144});
+  const MemoryBreakdown mb = transformer_memory(m.transformer(), bare, q, RunShape{262144});
+  EXPECT_EQ(mb.binding(), MemTerm::kAttentionMask);
+  EXPECT_DOUBLE_EQ(mb[MemTerm::kAttentionMask], 8.0 * 262144.0 * 262144.0);
+  EXPECT_DOUBLE_EQ(mb[MemTerm::kActivations], 0.0);
 }
 
 TEST(Search, Figure9OrderingAndTolerance) {
