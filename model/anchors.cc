@@ -98,8 +98,10 @@ void gpt30b_rows(std::vector<AnchorRow>& rows) {
                   std::round(e.tflops_per_gpu * 10) / 10, 0.15 * published[i], true, e.fits ? "" : "predicted OOM"};
     if (seq == 262144) {
       row.claimed = false;
-      row.note = "not claimed: the published drop from 119 to 94 at 256K has no mechanism in the model (the plan "
-                 "still fits; attention efficiency does not fall with s)";
+      row.note = "not claimed: the published drop from 119 to 94 at 256K has no mechanism in the model; the plan "
+                 "still fits, but at " + std::to_string(e.memory.peak() / 1e9).substr(0, 4) +
+                 " GB of 40 GB, where PyTorch's caching allocator starts freeing and retrying (a plausible cause "
+                 "the model does not price)";
     }
     rows.push_back(row);
   }
