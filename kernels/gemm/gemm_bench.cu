@@ -1,0 +1,48 @@
+// CUDA benchmarks of the device ceilings: cuBLASLt GEMM (the bf16 FLOP rate every compute
+// efficiency is measured against) and device-to-device copy (the bandwidth ceiling).
+#include "harness/bench/registry.h"
+#include "kernels/common/check.h"
+#include "kernels/gemm/gemm.cuh"
+#include "kernels/gemm/gemm_cost.h"
+
+namespace seqscale {
+namespace {
+
+SEQSCALE_BENCH(gemm_cuda, "gemm", "kernels", Backend::kCuda, [](BenchState& s) {
+  const std::int64_t m = s.get_int("m"), n = s.get_int("n"), k = s.get_int("k");
+  const DType io = s.get_dtype();
+  const KernelCost cost = gemm_cost(m, n, k, io);
+  s.add_cost(cost);
+  const auto es = static_cast<std::size_t>(dtype_bytes(io));
+  GemmParams p;
+  p.m = m;
+  p.n = n;
+  p.k = k;
+  p.io = io;
+  p.a = s.alloc(es * static_cast<std::size_t>(m * k));
+  p.b = s.alloc(es * static_cast<std::size_t>(k * n));
+  p.c = s.alloc(es * static_cast<std::size_t>(m * n));
+  void* workspace = s.alloc(static_cast<std::size_t>(cost.workspace_bytes));
+  s.fill_random(const_cast<void*>(p.a), m * k, io, 1);
+  s.fill_random(const_cast<void*>(p.b), k * n, io, 2);
+  std::unique_ptr<GemmRunner> runner;  // created on first exec: the device is touched only there
+  s.exec([&](void* stream) {
+    if (!runner) runner = std::make_unique<GemmRunner>(workspace, static_cast<std::size_t>(cost.workspace_bytes));
+    runner->run(p, static_cast<cudaStream_t>(stream));
+  });
+});
+
+SEQSCALE_BENCH(copy_cuda, "copy", "kernels", Backend::kCuda, [](BenchState& s) {
+  const std::int64_t bytes = s.get_int("bytes");
+  s.add_cost(copy_cost(bytes));
+  void* src = s.alloc(static_cast<std::size_t>(bytes));
+  void* dst = s.alloc(static_cast<std::size_t>(bytes));
+  s.fill_value(src, bytes, DType::kBool, 1.f);
+  s.exec([&](void* stream) {
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<std::size_t>(bytes), cudaMemcpyDeviceToDevice,
+                               static_cast<cudaStream_t>(stream)));
+  });
+});
+
+}  // namespace
+}  // namespace seqscale
