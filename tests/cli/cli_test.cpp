@@ -1,5 +1,7 @@
 // CLI exit codes and one-line errors: 0 ok, 1 negative outcome, 2 bad usage or input.
 #include <gtest/gtest.h>
+
+#include "tests/support/binary.h"
 #include <sys/wait.h>
 
 #include <array>
@@ -8,7 +10,7 @@
 
 namespace {
 
-const std::string kBinary = SEQSCALE_BINARY_DIR "/harness/cli/seqscale";
+const std::string kBinary = seqscale::testing_support::seqscale_binary();
 
 struct Ran {
   int code;

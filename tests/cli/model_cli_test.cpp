@@ -2,6 +2,8 @@
 // object with the documented keys, maxseq a JSON array of {gpus, preset, max_seq, plan,
 // binding}, validate a row per anchor; bad input is one line and exit 2.
 #include <gtest/gtest.h>
+
+#include "tests/support/binary.h"
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -13,7 +15,7 @@
 
 namespace {
 
-const std::string kSeqscale = SEQSCALE_BINARY_DIR "/harness/cli/seqscale";
+const std::string kSeqscale = seqscale::testing_support::seqscale_binary();
 
 struct Out {
   int code;

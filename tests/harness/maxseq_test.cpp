@@ -1,6 +1,8 @@
 // Measured max-sequence bisection: a planted memory budget makes points above a size OOM;
 // the search finds the boundary with O(log n) probes, each recorded once.
 #include <gtest/gtest.h>
+
+#include "tests/support/binary.h"
 #include <sys/wait.h>
 
 #include <filesystem>
@@ -38,7 +40,7 @@ TEST(MaxSeq, CliFindsThePlantedMemoryLimit) {
   std::ofstream(dir / "m.json") << R"({"name":"ms","timing":{"min_samples":2,"max_samples":3,"time_cap_s":0.01,"warmup_s":0},
     "benchmarks":[{"name":"selftest","backend":"cpu","axes":{"mode":["ok"],"n":{"linear":[1000,64000,1000]}}}]})";
   // selftest holds n fp32 values: a 40,000-byte budget fits n <= 10,000.
-  const std::string cmd = "SEQSCALE_CPU_MEMORY_BUDGET=40000 " SEQSCALE_BINARY_DIR "/harness/cli/seqscale bench --maxseq n --matrix " +
+  const std::string cmd = "SEQSCALE_CPU_MEMORY_BUDGET=40000 " + testing_support::seqscale_binary() + " bench --maxseq n --matrix " +
                           (dir / "m.json").string() + " --out " + (dir / "out").string() + " --cluster h100 >/dev/null 2>&1";
   ASSERT_EQ(WEXITSTATUS(std::system(cmd.c_str())), 0);
   std::ifstream in(dir / "out" / "maxseq.json");

@@ -1,6 +1,8 @@
 // The runner end to end through the real binary: planted oom / crash / hang / abort points
 // are recorded and the matrix goes on; kill -9 mid-run then rerun gives every point once.
 #include <gtest/gtest.h>
+
+#include "tests/support/binary.h"
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,7 +18,7 @@
 namespace seqscale {
 namespace {
 
-const std::string kBinary = SEQSCALE_BINARY_DIR "/harness/cli/seqscale";
+const std::string kBinary = seqscale::testing_support::seqscale_binary();
 
 std::string tmp_dir(const std::string& name) {
   const auto dir = std::filesystem::temp_directory_path() /
