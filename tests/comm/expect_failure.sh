@@ -4,7 +4,8 @@
 limit=$1; pattern=$2; shift 2
 log=$(mktemp)
 start=$(date +%s)
-timeout "$limit" "$@" >"$log" 2>&1
+# -k: mpirun can ignore SIGTERM while tearing a job down; SIGKILL it 5 s later.
+timeout -k 5 "$limit" "$@" >"$log" 2>&1
 rc=$?
 elapsed=$(( $(date +%s) - start ))
 cat "$log"

@@ -3,7 +3,10 @@
 //         SEQSCALE_COMM_TIMEOUT_S and the job aborts with the collective, group and rank.
 //   die:  rank 1 aborts (SIGABRT) mid-run; mpirun tears the job down.
 //   hang_tp: as hang, inside the tensor-parallel group of a tp=2 layout: rank 0's report
-//         names group tp (rank 1's TP partner), the other TP groups finish.
+//         names group tp (rank 1's TP partner); the other TP groups finish that step and
+//         wait in the next one (a world all-reduce), as a training step would. (Letting
+//         them exit instead trips an Open MPI 4.1 mpirun crash/hang when the remaining
+//         ranks abort after others finalised.)
 // Either way the job must exit non-zero fast instead of hanging CI.
 #include <chrono>
 #include <cstdio>
@@ -36,6 +39,8 @@ int main(int argc, char** argv) {
     }
   }
   c->all_reduce(g, x.data(), y.data(), 1024, DType::kFp32);  // rank 1 never joins
-  std::printf("rank %d finished\n", c->rank());  // ranks outside rank 1's group
+  std::printf("rank %d finished its group's step\n", c->rank());  // ranks outside rank 1's group
+  c->all_reduce(GroupKind::kWorld, x.data(), y.data(), 1024, DType::kFp32);  // the next step
+  std::printf("unreachable: rank %d finished\n", c->rank());
   return 0;
 }
