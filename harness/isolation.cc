@@ -176,12 +176,7 @@ std::optional<PointResult> IsolatedExecutor::run(const MatrixPoint& p) {
   }
   worker_.reset();
   if (why == "interrupted") return std::nullopt;
-  PointResult r;
-  r.id = p.id;
-  r.suite = p.suite;
-  r.bench = p.bench;
-  r.backend = p.backend;
-  r.params = p.params;
+  PointResult r = result_for(p);
   r.status = PointStatus::kFailed;
   r.reason = why;
   return r;

@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "harness/bench/execute.h"
+#include "harness/bench/sample_stop.h"
 #include "kernels/common/half.h"
 
 namespace seqscale {
@@ -73,22 +74,13 @@ class CpuBenchState final : public BenchState {
     // Batch short calls so the clock's resolution and call overhead vanish in a sample.
     const auto batch = static_cast<std::int64_t>(
         std::max(1.0, std::ceil(timing_.min_sample_s / std::max(per_call, 1e-9))));
-    const auto s0 = Clock::now();
-    double mean = 0, m2 = 0;
+    SampleStop stop(timing_);
     while (true) {
       const auto a = Clock::now();
       for (std::int64_t k = 0; k < batch; ++k) fn(nullptr);
       const double t = seconds_since(a) / static_cast<double>(batch);
       samples_.push_back(t);
-      const double n = static_cast<double>(samples_.size());
-      const double d = t - mean;
-      mean += d / n;
-      m2 += d * (t - mean);
-      const double noise = n > 1 && mean > 0 ? std::sqrt(m2 / (n - 1)) / mean : 1.0;
-      const auto count = static_cast<std::int64_t>(samples_.size());
-      if (count >= timing_.min_samples && noise < timing_.max_noise) break;
-      if (count >= timing_.max_samples) break;
-      if (count >= 1 && seconds_since(s0) > timing_.time_cap_s) break;
+      if (stop.add(t)) break;
     }
     metrics_["calls_per_sample"] = static_cast<double>(batch);
   }

@@ -22,12 +22,7 @@ void install_cuda_state_factory(StateFactory factory) { cuda_factory() = std::mo
 
 PointResult execute_point(const MatrixPoint& point) {
   const auto t0 = std::chrono::steady_clock::now();
-  PointResult r;
-  r.id = point.id;
-  r.suite = point.suite;
-  r.bench = point.bench;
-  r.backend = point.backend;
-  r.params = point.params;
+  PointResult r = result_for(point);
   const Backend backend = point.backend == "cuda" ? Backend::kCuda : Backend::kCpu;
   const BenchDef* def = find_bench(point.bench, backend);
   std::unique_ptr<BenchState> state;

@@ -52,12 +52,7 @@ class PricingState final : public BenchState {
 }  // namespace
 
 PointResult price_point(const MatrixPoint& point, const ClusterSpec& cluster, const Calibration& cal) {
-  PointResult r;
-  r.id = point.id;
-  r.suite = point.suite;
-  r.bench = point.bench;
-  r.backend = point.backend;
-  r.params = point.params;
+  PointResult r = result_for(point);
   r.source = "model";
   // The body of the point's own backend: its allocations are the memory being predicted.
   // Bodies touch devices only inside exec() and fill_*(), which this state never runs.

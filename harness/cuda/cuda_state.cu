@@ -15,6 +15,7 @@
 #include <cstdlib>
 
 #include "harness/bench/execute.h"
+#include "harness/bench/sample_stop.h"
 #include "harness/cuda/cupti_timer.h"
 #include "harness/bench/stats.h"
 #include "harness/clock_state.h"
@@ -133,8 +134,7 @@ class CudaBenchState final : public BenchState {
     std::string no_cupti = "disabled by the matrix";
     if (timing_.cupti) cupti.start(&no_cupti);
     std::vector<double> event_samples;
-    const auto s0 = Clock::now();
-    double mean = 0, m2 = 0;
+    SampleStop stop(timing_);
     while (true) {
       if (flush_) CUDA_CHECK(cudaMemsetAsync(flush_, static_cast<int>(samples_.size() & 0xff), 2 * static_cast<size_t>(l2_bytes_), stream_));
       if (cupti.active()) {
@@ -152,15 +152,7 @@ class CudaBenchState final : public BenchState {
       const double kernel_s = cupti.active() ? cupti.end_sample() : -1;
       const double t = kernel_s > 0 ? kernel_s : ms * 1e-3;
       samples_.push_back(t);
-      const double n = static_cast<double>(samples_.size());
-      const double d = t - mean;
-      mean += d / n;
-      m2 += d * (t - mean);
-      const double noise = n > 1 && mean > 0 ? std::sqrt(m2 / (n - 1)) / mean : 1.0;
-      const auto count = static_cast<std::int64_t>(samples_.size());
-      if (count >= timing_.min_samples && noise < timing_.max_noise) break;
-      if (count >= timing_.max_samples) break;
-      if (std::chrono::duration<double>(Clock::now() - s0).count() > timing_.time_cap_s) break;
+      if (stop.add(t)) break;
     }
     // Clocks after the samples: a throttled run (power or thermal cap) shows here.
     for (const auto& [k, v] : read_gpu_clock_state(pci_bus_id_)) metrics_[k] = v;

@@ -10,6 +10,7 @@
 
 #include "harness/build_info.h"
 #include "harness/gpu_runtime.h"
+#include "harness/matrix/matrix.h"
 #include "workloads/config_error.h"
 #include "workloads/json_fields.h"
 
@@ -51,6 +52,16 @@ std::string point_id(const std::string& suite, const std::string& bench, const s
     first = false;
   }
   return id;
+}
+
+PointResult result_for(const MatrixPoint& point) {
+  PointResult r;
+  r.id = point.id;
+  r.suite = point.suite;
+  r.bench = point.bench;
+  r.backend = point.backend;
+  r.params = point.params;
+  return r;
 }
 
 void finalize_point(PointResult& p) {

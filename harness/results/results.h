@@ -70,6 +70,10 @@ ResultsFile read_results(const std::string& path);
 void write_results_atomic(const ResultsFile& f, const std::string& path);
 void write_text_atomic(const std::string& text, const std::string& path);
 
+// A record for `point` with its identity copied (id, suite, bench, backend, params).
+struct MatrixPoint;
+PointResult result_for(const MatrixPoint& point);
+
 // Fills the derived numbers of a point from its samples and declared work.
 void finalize_point(PointResult& p);
 

@@ -5,6 +5,7 @@
 
 #include "harness/matrix/matrix.h"
 #include "harness/results/results.h"
+#include "tests/support/errors.h"
 #include "workloads/config_error.h"
 
 namespace seqscale {
@@ -16,14 +17,7 @@ std::string tmp_path(const std::string& name) {
   return (dir / name).string();
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "";
-}
+using testing_support::error_of;
 
 TEST(Results, RoundTripKeepsEveryField) {
   ResultsFile f;

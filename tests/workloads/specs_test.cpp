@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "tests/support/errors.h"
 #include "workloads/config_error.h"
 #include "workloads/specs.h"
 
@@ -17,14 +18,7 @@ std::string write_tmp(const std::string& name, const std::string& text) {
   return path;
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "";
-}
+using testing_support::error_of;
 
 TEST(Specs, EveryShippedModelAndClusterLoads) {
   for (const char* m : {"genslm-25b", "genslm-33b", "gpt-30b", "evoformer-openfold-initial",
