@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""PyTorch peers beside seqscale's own kernels, in the same GPU session (ANCHORS.md s7).
+
+Usage (on the device, PyTorch 2.11 there): torch_peers.py --matrix workloads/matrices/layernorm.json
+                                             --out DIR [--commit SHA]
+Runs the matrix's CUDA points of the benchmarks it knows with PyTorch's own ops
+(F.layer_norm forward and backward, torch.matmul, Tensor.copy_), timed like seqscale's
+harness times its own: warm-up, an L2 flush before each sample, CUDA events, samples until
+the relative noise is below max_noise or the caps; peak memory from
+torch.cuda.max_memory_allocated after reset_peak_memory_stats. Writes DIR/results.json in
+schema seqscale.results/1 with the same parameters plus impl=torch, so `seqscale report`
+plots the two side by side and the ids never collide with seqscale's.
+"""
+import argparse
+import itertools
+import json
+import os
+import socket
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def axis_values(spec):
+    if isinstance(spec, list):
+        return spec
+    (kind, a), = spec.items()
+    if kind == "pow2":
+        v, out = a[0], []
+        while v <= a[1]:
+            out.append(v)
+            v *= 2
+        return out
+    if kind == "linear":
+        return list(range(a[0], a[1] + 1, a[2]))
+    if kind == "geometric":
+        v, out = a[0], []
+        while v <= a[1]:
+            out.append(v)
+            v *= a[2]
+        return out
+    sys.exit(f"unknown axis kind {kind}")
+
+
+def points(matrix):
+    for b in matrix["benchmarks"]:
+        backends = b["backend"] if isinstance(b["backend"], list) else [b["backend"]]
+        if "cuda" not in backends:
+            continue
+        axes = {k: axis_values(v) for k, v in b.get("axes", {}).items()}
+        for combo in itertools.product(*axes.values()):
+            params = dict(zip(axes.keys(), combo))
+            if any(all(params.get(k) == v for k, v in rule.items() if k != "backend")
+                   and rule.get("backend", "cuda") == "cuda" for rule in b.get("exclude", [])):
+                continue
+            yield b["name"], params
+
+
+def make_work(name, p):
+    """Returns (fn, flops, bytes) for one point, or None if this peer has no such op."""
+    dev = "cuda"
+    if name in ("layernorm_fwd", "layernorm_bwd"):
+        dt = DTYPES[p["dtype"]]
+        rows, cols = p["rows"], p["cols"]
+        es = torch.tensor([], dtype=dt).element_size()
+        x = torch.randn(rows, cols, device=dev, dtype=dt, requires_grad=name == "layernorm_bwd")
+        w = torch.randn(cols, device=dev, dtype=dt, requires_grad=name == "layernorm_bwd")
+        b = torch.randn(cols, device=dev, dtype=dt, requires_grad=name == "layernorm_bwd")
+        if name == "layernorm_fwd":
+            return (lambda: F.layer_norm(x, (cols,), w, b, 1e-5)), 9.0 * rows * cols, \
+                2.0 * rows * cols * es + 2.0 * cols * es + 8.0 * rows
+        y = F.layer_norm(x, (cols,), w, b, 1e-5)
+        dy = torch.randn_like(y)
+        return (lambda: torch.autograd.grad(y, (x, w, b), dy, retain_graph=True)), 14.0 * rows * cols, \
+            3.0 * rows * cols * es + cols * es + 8.0 * rows + 8.0 * cols
+    if name == "gemm":
+        dt = DTYPES[p["dtype"]]
+        m, n, k = p["m"], p["n"], p["k"]
+        es = torch.tensor([], dtype=dt).element_size()
+        a = torch.randn(m, k, device=dev, dtype=dt)
+        bm = torch.randn(k, n, device=dev, dtype=dt)
+        return (lambda: torch.matmul(a, bm)), 2.0 * m * n * k, es * (m * k + k * n + m * n)
+    if name == "copy":
+        src = torch.ones(p["bytes"], device=dev, dtype=torch.uint8)
+        dst = torch.empty_like(src)
+        return (lambda: dst.copy_(src)), 0.0, 2.0 * p["bytes"]
+    return None
+
+
+def measure(fn, timing):
+    l2 = torch.cuda.get_device_properties(0).L2_cache_size
+    flush = torch.empty(2 * l2, dtype=torch.uint8, device="cuda")
+    t0 = time.perf_counter()
+    while True:
+        fn()
+        torch.cuda.synchronize()
+        if time.perf_counter() - t0 >= timing.get("warmup_s", 0.05):
+            break
+    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    samples, s0 = [], time.perf_counter()
+    while True:
+        flush.zero_()
+        start.record()
+        fn()
+        stop.record()
+        stop.synchronize()
+        samples.append(start.elapsed_time(stop) * 1e-3)
+        n = len(samples)
+        noise = statistics.stdev(samples) / statistics.mean(samples) if n > 1 else 1.0
+        if n >= timing.get("min_samples", 10) and noise < timing.get("max_noise", 0.005):
+            break
+        if n >= timing.get("max_samples", 1000) or time.perf_counter() - s0 > timing.get("time_cap_s", 2.0):
+            break
+    return samples
+
+
+def stats(samples):
+    s = sorted(samples)
+    med = statistics.median(s)
+    mean = statistics.mean(s)
+    sd = statistics.stdev(s) if len(s) > 1 else 0.0
+    mad = statistics.median([abs(x - med) for x in s])
+    return {"n": len(s), "median_s": med, "min_s": s[0], "max_s": s[-1], "mean_s": mean,
+            "stddev_s": sd, "rel_noise": sd / mean if len(s) > 1 and mean > 0 else 0.0, "mad_s": mad}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--matrix", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--commit", default=os.environ.get("SEQSCALE_GIT_COMMIT", "unknown"))
+    args = ap.parse_args()
+    matrix = json.load(open(args.matrix))
+    timing = matrix.get("timing", {})
+    props = torch.cuda.get_device_properties(0)
+    run = {"git_commit": args.commit, "host": socket.gethostname(), "device": props.name,
+           "driver": "", "cuda_runtime": torch.version.cuda or "", "nccl": "", "mpi": "",
+           "command_line": " ".join(sys.argv), "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "seqscale_version": "", "world_size": 1, "ranks": [],
+           "extra": {"peer": f"torch {torch.__version__}"}}
+    out = []
+    for name, params in points(matrix):
+        params = dict(params, impl="torch")
+        pid = "kernels/" + name + "/cuda/" + ",".join(
+            f"{k}={v}" for k, v in sorted(params.items()))
+        rec = {"id": pid, "suite": "kernels", "bench": name, "backend": "cuda", "params": params,
+               "status": "ok", "reason": "", "source": "measured", "samples_s": [],
+               "declared": {"flops": 0.0, "bytes": 0.0}, "metrics": {}, "wall_s": 0.0}
+        t0 = time.perf_counter()
+        try:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            work = make_work(name, params)
+            if work is None:
+                continue
+            fn, flops, byts = work
+            rec["samples_s"] = measure(fn, timing)
+            rec["declared"] = {"flops": flops, "bytes": byts}
+            rec["metrics"]["peak_bytes"] = float(torch.cuda.max_memory_allocated() - base)
+        except torch.cuda.OutOfMemoryError as e:
+            rec["status"], rec["reason"] = "oom", str(e).splitlines()[0]
+        except Exception as e:  # noqa: BLE001 -- a failed point is a record, not a crash
+            rec["status"], rec["reason"] = "failed", f"{type(e).__name__}: {e}"
+        rec["stats"] = stats(rec["samples_s"]) if rec["samples_s"] else stats([0.0])
+        med = rec["stats"]["median_s"]
+        if rec["status"] == "ok" and med > 0:
+            if rec["declared"]["flops"]:
+                rec["metrics"]["TFLOPs"] = rec["declared"]["flops"] / med / 1e12
+            if rec["declared"]["bytes"]:
+                rec["metrics"]["GBps"] = rec["declared"]["bytes"] / med / 1e9
+        rec["wall_s"] = time.perf_counter() - t0
+        out.append(rec)
+        print(f"{rec['status']} {pid} median {med * 1e6:.2f} us", flush=True)
+    os.makedirs(args.out, exist_ok=True)
+    tmp = os.path.join(args.out, "results.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump({"schema": "seqscale.results/1", "run": run, "points": out}, f, indent=1)
+    os.replace(tmp, os.path.join(args.out, "results.json"))
+
+
+if __name__ == "__main__":
+    main()
