@@ -33,7 +33,7 @@ std::int64_t parse_size(const std::string& s) {
   if (suffix == "K" || suffix == "k") v *= 1024;
   else if (suffix == "M" || suffix == "m") v *= 1024.0 * 1024;
   else if (suffix == "G" || suffix == "g") v *= 1024.0 * 1024 * 1024;
-  else if (!suffix.empty()) throw std::invalid_argument("seqscale_collectives: bad size '" + s + "'");
+  else if (!suffix.empty() || end == s.c_str()) throw std::invalid_argument("size '" + s + "'");
   return static_cast<std::int64_t>(v);
 }
 
@@ -100,7 +100,12 @@ std::vector<ReduceOp> ops(const std::string& s) {
 
 int main(int argc, char** argv) {
   MpiSession session(&argc, &argv);
-  const Args a = parse(argc, argv);
+  Args a;
+  try {
+    a = parse(argc, argv);
+  } catch (const std::exception& e) {  // std::stod / std::stoi / parse_size on a bad value
+    usage_error(std::string("bad flag value: ") + e.what());
+  }
   auto host = make_mpi_world_communicator();
   const bool root_rank = host->rank() == 0;
 
