@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "comm/mpi/mpi_communicator.h"
+#include "comm/staging_communicator.h"
 #include "comm/strategies/strategy.h"
 
 namespace seqscale::comm {
@@ -14,8 +15,14 @@ namespace {
 
 class Strategy : public ::testing::TestWithParam<std::string> {};
 
-void check_strategy(const StrategyDef* def, const RankLayout& layout) {
-  auto comm = make_mpi_communicator(layout);
+// staged: through StagingCommunicator (host buffers copied into `mem` around each call,
+// the path the strategies take over NCCL), whose counters must match the backend's.
+void check_strategy(const StrategyDef* def, const RankLayout& layout, bool staged = false) {
+  auto mpi = make_mpi_communicator(layout);
+  HostMemory mem;
+  std::unique_ptr<Communicator> wrapper;
+  if (staged) wrapper = std::make_unique<StagingCommunicator>(*mpi, mem);
+  Communicator* comm = staged ? wrapper.get() : mpi.get();
   const auto before = comm->snapshot();
   const Tensors got = def->run(*comm, layout);
   const Tensors want = def->reference(layout, comm->rank());
@@ -46,6 +53,10 @@ void check_strategy(const StrategyDef* def, const RankLayout& layout) {
     total += declared.comm_bytes(g);
   }
   EXPECT_GT(total, 0) << def->name << " declares no communication";
+  if (staged) {
+    for (int k = 0; k < kNumGroupKinds; ++k)
+      EXPECT_EQ(mpi->stats(static_cast<GroupKind>(k)).bytes, comm->stats(static_cast<GroupKind>(k)).bytes);
+  }
 }
 
 // The strategy's axis spans the whole world.
@@ -53,6 +64,12 @@ TEST_P(Strategy, MatchesReferenceAndDeclaredBytes) {
   const StrategyDef* def = find_strategy(GetParam());
   ASSERT_NE(def, nullptr);
   check_strategy(def, RankLayout(def->dims(MpiSession::world_size())));
+}
+
+TEST_P(Strategy, ThroughHostStaging) {
+  const StrategyDef* def = find_strategy(GetParam());
+  ASSERT_NE(def, nullptr);
+  check_strategy(def, RankLayout(def->dims(MpiSession::world_size())), true);
 }
 
 // The strategy's axis has 2 ranks and world/2 copies of it run at once on disjoint groups
