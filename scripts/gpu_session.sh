@@ -32,7 +32,7 @@ compute-sanitizer --tool memcheck --error-exitcode 9 "$bin/kernels_tests" --gtes
   > "$work/memcheck.log" 2>&1; echo "memcheck rc=$?" | tee -a "$work/session.log"
 
 dev=$(python3 -c "import json;d=json.load(open('$work/info.json'));print(d['devices'][0]['name'].replace(' ','_'))" 2>/dev/null || echo unknown)
-for m in ceilings layernorm steps ${SEQSCALE_EXTRA_MATRICES:-}; do
+for m in ceilings layernorm softmax evoformer steps ${SEQSCALE_EXTRA_MATRICES:-}; do
   [ -f "workloads/matrices/$m.json" ] || continue
   log "matrix $m"
   timeout 1500 "$bin/seqscale" bench --matrix "$m" --filter '/cuda/' --out "$work/$dev/$m" 2>> "$work/session.log" | tee -a "$work/session.log"
