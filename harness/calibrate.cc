@@ -51,7 +51,10 @@ CalibrationFit fit_calibration(const std::vector<ResultsFile>& results, const Cl
       DType dtype = DType::kBf16;
       if (p.params.contains("dtype") && p.params["dtype"].is_string()) parse_dtype(p.params["dtype"].get<std::string>(), &dtype);
       const double floor_s = compute_time_s(KernelCost{p.declared_flops, p.declared_bytes, 0}, dtype, cluster, 1.0);
-      compute[p.bench].push_back(floor_s / p.stats.median);
+      const double eff = floor_s / p.stats.median;
+      compute[p.bench].push_back(eff);
+      const double work = p.declared_flops > 0 ? p.declared_flops : p.declared_bytes;
+      compute[p.bench + "@" + std::to_string(Calibration::size_class(work))].push_back(eff);
     }
   }
   auto fill = [&](const std::map<std::string, std::vector<double>>& by_key, auto&& store, const std::string& what) {

@@ -1,6 +1,8 @@
 #include "model/calibration.h"
 
+#include <cmath>
 #include <cstdio>
+#include <string>
 #include <filesystem>
 #include <fstream>
 
@@ -23,6 +25,19 @@ double Calibration::compute_efficiency(std::string_view kernel) const {
     }
   }
   return default_compute_efficiency;
+}
+
+int Calibration::size_class(double work) { return work >= 1 ? static_cast<int>(std::floor(std::log2(work))) : 0; }
+
+double Calibration::compute_efficiency(std::string_view kernel, double work) const {
+  const int cls = size_class(work);
+  for (int d = 0; d <= 4; ++d) {  // exact class first, then the nearest, smaller before larger
+    for (int c : {cls - d, cls + d}) {
+      const std::string key = std::string(kernel) + "@" + std::to_string(c);
+      if (auto it = compute.find(key); it != compute.end()) return it->second;
+    }
+  }
+  return compute_efficiency(kernel);
 }
 
 double Calibration::comm_efficiency(Collective c, LinkTier tier) const {

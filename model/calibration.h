@@ -37,6 +37,12 @@ struct Calibration {
   // Lookup order: the exact kernel name ("attention_fused_bwd"), then the name without a
   // trailing _fwd/_bwd/_recompute ("attention_fused"), then default_compute_efficiency.
   double compute_efficiency(std::string_view kernel) const;
+  // Size-aware: a measured calibration also holds keys "kernel@k" for the size class
+  // k = floor(log2(work)), work = declared FLOPs (bytes for kernels declaring none). The
+  // nearest class within 4 of the op's wins (small GEMMs and big ones differ by 2-3x);
+  // without one, the name-only lookup above.
+  double compute_efficiency(std::string_view kernel, double work) const;
+  static int size_class(double work);
   double comm_efficiency(Collective c, LinkTier tier) const;
 };
 

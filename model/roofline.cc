@@ -16,7 +16,8 @@ double compute_time_s(const KernelCost& cost, DType dtype, const ClusterSpec& cl
 }
 
 double compute_time_s(const ComputeOp& op, const ClusterSpec& cluster, const Calibration& cal) {
-  return compute_time_s(op.cost, op.dtype, cluster, cal.compute_efficiency(op.kernel));
+  const double work = op.cost.flops > 0 ? op.cost.flops : op.cost.bytes;
+  return compute_time_s(op.cost, op.dtype, cluster, cal.compute_efficiency(op.kernel, work));
 }
 
 double busbw_factor(Collective c, std::int64_t n) {

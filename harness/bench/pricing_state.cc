@@ -76,7 +76,8 @@ PointResult price_point(const MatrixPoint& point, const ClusterSpec& cluster, co
   if (point.params.contains("dtype") && point.params["dtype"].is_string()) {
     parse_dtype(point.params["dtype"].get<std::string>(), &dtype);
   }
-  const double eff = cal.compute_efficiency(point.bench);
+  const double work = state.cost().flops > 0 ? state.cost().flops : state.cost().bytes;
+  const double eff = cal.compute_efficiency(point.bench, work);
   r.declared_flops = state.cost().flops;
   r.declared_bytes = state.cost().bytes;
   r.samples_s = {compute_time_s(state.cost(), dtype, cluster, eff)};

@@ -50,7 +50,22 @@ TEST(Calibrate, RecoversPlantedEfficiencies) {
   EXPECT_NEAR(fit.calibration.compute.at("layernorm_fwd"), 0.8, 1e-9);
   EXPECT_NEAR(fit.calibration.compute.at("gemm"), 0.6, 1e-9);
   EXPECT_NEAR(fit.calibration.comm.at("nvlink").at("all_reduce"), 0.7, 1e-9);
+  // Per size class too: each layernorm size got its own key, and a lookup at a nearby
+  // size finds it.
+  const int cls = Calibration::size_class(1e9 / 4);  // work = declared FLOPs when there are any
+  EXPECT_NEAR(fit.calibration.compute.at("layernorm_fwd@" + std::to_string(cls)), 0.8, 1e-9);
+  EXPECT_NEAR(fit.calibration.compute_efficiency("layernorm_fwd", 3e8), 0.8, 1e-9);
+  EXPECT_NEAR(fit.calibration.compute_efficiency("gemm", 1e6), 0.6, 1e-9);  // no class near: name-only
   EXPECT_EQ(fit.calibration.device, h100.gpu);
+}
+
+TEST(Calibrate, SizeClassesSeparateSmallAndLargeKernels) {
+  Calibration cal = default_calibration();
+  cal.compute["gemm@20"] = 0.2;  // ~1 MFLOP GEMMs: launch-bound
+  cal.compute["gemm@40"] = 0.8;  // ~1 TFLOP GEMMs
+  EXPECT_DOUBLE_EQ(cal.compute_efficiency("gemm", 1.5e6), 0.2);
+  EXPECT_DOUBLE_EQ(cal.compute_efficiency("gemm", 2e12), 0.8);
+  EXPECT_DOUBLE_EQ(cal.compute_efficiency("gemm", 1e9), cal.compute.at("gemm"));  // class 29: none within 4
 }
 
 TEST(Calibrate, RefusesCpuOrForeignResults) {
