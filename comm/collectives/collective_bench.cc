@@ -1,6 +1,8 @@
 // nccl-tests-style collective benchmark on the Communicator (see collective_bench.h).
 #include "comm/collectives/collective_bench.h"
 
+#include "harness/nvtx.h"
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -70,6 +72,9 @@ CollBenchRow bench_collective(Communicator& c, Communicator* host, BenchMemory& 
   c.barrier(o.group);
   std::vector<std::int64_t> ns(static_cast<std::size_t>(o.iters));
   using clock = std::chrono::steady_clock;
+  // One NVTX range over the timed iterations, named after the collective and size, so a
+  // trace of a collectives run reads like its table.
+  const NvtxRange range(std::string(spec.name) + " " + std::to_string(size_bytes) + " B");
   for (int i = 0; i < o.iters; ++i) {
     const auto t0 = clock::now();
     spec.launch(c, o.group, send.p, recv.p, counts, t, op, root)->wait();
