@@ -1,0 +1,93 @@
+// CUDA benchmarks of the naive Evoformer attention (the OpenFold baseline): forward, and
+// forward + backward. Axes: B, N, L, H, D, dtype, pair_bias (0/1). Every buffer comes from
+// the harness's pool, so peak_bytes shows the materialised logits (12.08 GB per copy at the
+// finetuning extra-MSA shape) and an `oom` where they do not fit.
+#include <cublas_v2.h>
+
+#include <memory>
+
+#include "harness/bench/registry.h"
+#include "kernels/common/check.h"
+#include "kernels/evoformer_attn/evoformer_attn.cuh"
+
+namespace seqscale {
+namespace {
+
+struct NaiveSetup {
+  EvoformerAttnParams p;
+  EvoformerAttnGrads g;
+};
+
+NaiveSetup setup(BenchState& s, bool backward) {
+  NaiveSetup n;
+  auto& p = n.p;
+  p.shape = {s.get_int("B"), s.get_int("N"), s.get_int("L"), s.get_int("H"), s.get_int("D")};
+  p.io = s.get_dtype();
+  const bool pair = s.get_int("pair_bias") != 0;
+  s.add_cost(evoformer_attn_fwd_cost(p.shape, p.io, pair, false));
+  if (backward) s.add_cost(evoformer_attn_bwd_cost(p.shape, p.io, pair, false));
+  const auto es = static_cast<std::size_t>(dtype_bytes(p.io));
+  const auto qkv = static_cast<std::size_t>(p.shape.qkv_elements());
+  const auto logits = static_cast<std::size_t>(p.shape.logits_elements());
+  const std::int64_t mask_n = p.shape.batch * p.shape.n * p.shape.len;
+  const std::int64_t pair_n = p.shape.batch * p.shape.heads * p.shape.len * p.shape.len;
+  void* q = s.alloc(qkv * es);
+  void* k = s.alloc(qkv * es);
+  void* v = s.alloc(qkv * es);
+  void* mask = s.alloc(static_cast<std::size_t>(mask_n) * es);
+  s.fill_random(q, p.shape.qkv_elements(), p.io, 1);
+  s.fill_random(k, p.shape.qkv_elements(), p.io, 2);
+  s.fill_random(v, p.shape.qkv_elements(), p.io, 3);
+  s.fill_value(mask, mask_n, p.io, 0.f);
+  p.q = q;
+  p.k = k;
+  p.v = v;
+  p.mask_bias = mask;
+  if (pair) {
+    void* b = s.alloc(static_cast<std::size_t>(pair_n) * es);
+    s.fill_random(b, pair_n, p.io, 4);
+    p.pair_bias = b;
+  }
+  p.o = s.alloc(qkv * es);
+  p.probs = s.alloc(logits * es);
+  if (backward) {
+    void* d_o = s.alloc(qkv * es);
+    s.fill_random(d_o, p.shape.qkv_elements(), p.io, 5);
+    n.g.d_o = d_o;
+    n.g.dq = s.alloc(qkv * es);
+    n.g.dk = s.alloc(qkv * es);
+    n.g.dv = s.alloc(qkv * es);
+    n.g.d_probs = s.alloc(logits * es);
+    if (pair) n.g.d_pair = s.alloc_array<float>(pair_n);
+  }
+  return n;
+}
+
+struct Cublas {
+  cublasHandle_t h = nullptr;
+  ~Cublas() {
+    if (h) cublasDestroy(h);
+  }
+  cublasHandle_t get() {
+    if (!h) CUBLAS_CHECK(cublasCreate(&h));  // first exec: the device is touched only there
+    return h;
+  }
+};
+
+SEQSCALE_BENCH(evoformer_attn_naive_fwd_cuda, "evoformer_attn_naive_fwd", "kernels", Backend::kCuda, [](BenchState& s) {
+  NaiveSetup n = setup(s, false);
+  Cublas cublas;
+  s.exec([&](void* stream) { evoformer_attn_naive_fwd(n.p, cublas.get(), static_cast<cudaStream_t>(stream)); });
+});
+
+SEQSCALE_BENCH(evoformer_attn_naive_fwdbwd_cuda, "evoformer_attn_naive_fwdbwd", "kernels", Backend::kCuda, [](BenchState& s) {
+  NaiveSetup n = setup(s, true);
+  Cublas cublas;
+  s.exec([&](void* stream) {
+    evoformer_attn_naive_fwd(n.p, cublas.get(), static_cast<cudaStream_t>(stream));
+    evoformer_attn_naive_bwd(n.p, n.g, cublas.get(), static_cast<cudaStream_t>(stream));
+  });
+});
+
+}  // namespace
+}  // namespace seqscale

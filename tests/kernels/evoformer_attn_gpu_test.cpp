@@ -1,0 +1,133 @@
+// Naive Evoformer attention (cuBLAS + fused softmax) vs the double CPU reference, forward
+// and backward, at scaled DS4Sci shapes and awkward L (17, 20, 250), with fully masked rows
+// and -1e9 mask biases. Tolerances (ANCHORS.md s1, DS4Sci's own test): max-abs error
+// < 1e-2 (fp16) / 5e-2 (bf16) for O, dQ, dK, dV and twice that for d(pair bias); fp32
+// (reference runs, no TF32 in cuBLAS's default math) 1e-4.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "kernels/common/half.h"
+#include "kernels/evoformer_attn/evoformer_attn.cuh"
+#include "kernels/evoformer_attn/evoformer_attn_ref.h"
+#include "tests/support/gpu.h"
+
+namespace seqscale {
+namespace {
+
+void* upload(const std::vector<float>& v, DType t, std::vector<float>* rounded) {
+  const auto es = static_cast<size_t>(dtype_bytes(t));
+  std::vector<std::uint8_t> bytes(v.size() * es);
+  rounded->resize(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    float r = v[i];
+    if (t == DType::kFp32) {
+      std::memcpy(&bytes[i * 4], &r, 4);
+    } else {
+      const std::uint16_t h = t == DType::kFp16 ? float_to_fp16(r) : float_to_bf16(r);
+      r = t == DType::kFp16 ? fp16_to_float(h) : bf16_to_float(h);
+      std::memcpy(&bytes[i * 2], &h, 2);
+    }
+    (*rounded)[i] = r;
+  }
+  void* d = nullptr;
+  EXPECT_EQ(cudaMalloc(&d, bytes.size() + 16), cudaSuccess);
+  EXPECT_EQ(cudaMemcpy(d, bytes.data(), bytes.size(), cudaMemcpyHostToDevice), cudaSuccess);
+  return d;
+}
+
+std::vector<float> download(const void* d, size_t n, DType t) {
+  const auto es = static_cast<size_t>(dtype_bytes(t));
+  std::vector<std::uint8_t> bytes(n * es);
+  cudaMemcpy(bytes.data(), d, bytes.size(), cudaMemcpyDeviceToHost);
+  std::vector<float> out(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (t == DType::kFp32) {
+      std::memcpy(&out[i], &bytes[i * 4], 4);
+    } else {
+      std::uint16_t h;
+      std::memcpy(&h, &bytes[i * 2], 2);
+      out[i] = t == DType::kFp16 ? fp16_to_float(h) : bf16_to_float(h);
+    }
+  }
+  return out;
+}
+
+double max_abs_diff(const std::vector<float>& got, const std::vector<double>& want) {
+  double m = 0;
+  for (size_t i = 0; i < got.size(); ++i) m = std::max(m, std::fabs(static_cast<double>(got[i]) - want[i]));
+  return m;
+}
+
+class EvoformerAttnNaiveGpu : public ::testing::TestWithParam<DType> {};
+
+TEST_P(EvoformerAttnNaiveGpu, ForwardAndBackwardMatchReference) {
+  SEQSCALE_REQUIRE_GPU();
+  const DType t = GetParam();
+  const double tol = t == DType::kFp32 ? 1e-4 : (t == DType::kFp16 ? 1e-2 : 5e-2);
+  std::mt19937 rng(std::random_device{}());
+  std::normal_distribution<float> nd(0, 1);
+  cublasHandle_t handle = nullptr;
+  ASSERT_EQ(cublasCreate(&handle), CUBLAS_STATUS_SUCCESS);
+  // DS4Sci test shapes scaled down (N 256 -> 8, 512 -> 8) plus awkward lengths.
+  for (auto s : {EvoformerAttnShape{1, 8, 64, 4, 32}, {1, 8, 32, 8, 8}, {1, 3, 17, 2, 16}, {2, 2, 20, 4, 32},
+                 {1, 2, 250, 2, 64}}) {
+    std::vector<float> q(static_cast<size_t>(s.qkv_elements())), k(q.size()), v(q.size()), d_o(q.size());
+    std::vector<float> mask(static_cast<size_t>(s.batch * s.n * s.len)), pair(static_cast<size_t>(s.batch * s.heads * s.len * s.len));
+    for (auto* x : {&q, &k, &v, &d_o, &pair}) for (auto& e : *x) e = nd(rng);
+    for (size_t j = 0; j < mask.size(); ++j) mask[j] = (rng() % 4 == 0) ? -1e9f : 0.f;
+    for (std::int64_t j = 0; j < s.len; ++j) mask[static_cast<size_t>(j)] = -1e9f;  // (b=0, n=0) fully masked
+    std::vector<float> qr, kr, vr, dor, mr, pr;
+    EvoformerAttnParams p;
+    p.shape = s;
+    p.io = t;
+    p.q = upload(q, t, &qr);
+    p.k = upload(k, t, &kr);
+    p.v = upload(v, t, &vr);
+    p.mask_bias = upload(mask, t, &mr);
+    p.pair_bias = upload(pair, t, &pr);
+    const size_t es = static_cast<size_t>(dtype_bytes(t));
+    ASSERT_EQ(cudaMalloc(&p.o, q.size() * es), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&p.probs, static_cast<size_t>(s.logits_elements()) * es), cudaSuccess);
+    EvoformerAttnGrads g;
+    g.d_o = upload(d_o, t, &dor);
+    ASSERT_EQ(cudaMalloc(&g.dq, q.size() * es), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&g.dk, q.size() * es), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&g.dv, q.size() * es), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&g.d_probs, static_cast<size_t>(s.logits_elements()) * es), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&g.d_pair, pair.size() * 4), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&g.d_mask, mask.size() * 4), cudaSuccess);
+
+    evoformer_attn_naive_fwd(p, handle, nullptr);
+    evoformer_attn_naive_bwd(p, g, handle, nullptr);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+
+    // fp16 turns -1e9 into -inf: the reference sees the same rounded mask.
+    const auto ref = evoformer_attn_fwd_ref(s, qr, kr, vr, mr.data(), pr.data());
+    const auto rg = evoformer_attn_bwd_ref(s, qr, kr, vr, mr.data(), pr.data(), dor);
+    const std::string at = "L=" + std::to_string(s.len) + " D=" + std::to_string(s.head_dim);
+    EXPECT_LT(max_abs_diff(download(p.o, q.size(), t), ref.o), tol) << "O " << at;
+    EXPECT_LT(max_abs_diff(download(g.dq, q.size(), t), rg.dq), tol) << "dQ " << at;
+    EXPECT_LT(max_abs_diff(download(g.dk, q.size(), t), rg.dk), tol) << "dK " << at;
+    EXPECT_LT(max_abs_diff(download(g.dv, q.size(), t), rg.dv), tol) << "dV " << at;
+    EXPECT_LT(max_abs_diff(download(g.d_pair, pair.size(), DType::kFp32), rg.dpair), 2 * tol) << "dPair " << at;
+    for (void* x : {const_cast<void*>(p.q), const_cast<void*>(p.k), const_cast<void*>(p.v),
+                    const_cast<void*>(p.mask_bias), const_cast<void*>(p.pair_bias), p.o, p.probs,
+                    const_cast<void*>(g.d_o), g.dq, g.dk, g.dv, g.d_probs}) {
+      cudaFree(x);
+    }
+    cudaFree(g.d_pair);
+    cudaFree(g.d_mask);
+  }
+  cublasDestroy(handle);
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, EvoformerAttnNaiveGpu, ::testing::Values(DType::kFp32, DType::kFp16, DType::kBf16),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+}  // namespace
+}  // namespace seqscale
