@@ -35,6 +35,34 @@ struct EvoformerAttnGrads {
   float* d_mask = nullptr;          // optional [B, N, L], summed over heads and query rows
 };
 
+// Fused path (our DS4Sci-style kernel): no logits in memory. Forward: tiled online softmax
+// in fp32, biases added on the fly, fp32 log-sum-exp [B*N, H, L] saved. Backward recomputes
+// P from the log-sum-exp. d(pair bias) is reduced over N either with fp32 atomics inside
+// the dK/dV kernel (fast; order-dependent in the last bits) or by a separate deterministic
+// kernel that loops over N in order (recomputes two dot products per element).
+enum class PairGradMode { kAtomic, kDeterministic };
+
+struct EvoformerAttnFusedParams {
+  EvoformerAttnParams a;        // shape, dtype, q, k, v, biases, o (probs unused)
+  float* lse = nullptr;         // [B*N, H, L], written by forward
+};
+
+struct EvoformerAttnFusedGrads {
+  const void* d_o = nullptr;
+  void* dq = nullptr;
+  void* dk = nullptr;
+  void* dv = nullptr;
+  float* row_dot = nullptr;     // workspace [B*N, H, L]: D_i = dO_i . O_i
+  float* d_pair = nullptr;      // optional [B, H, L, L]
+  float* d_mask_partial = nullptr;  // optional workspace [B*N, H, L]
+  float* d_mask = nullptr;      // optional [B, N, L]
+  PairGradMode pair_mode = PairGradMode::kAtomic;
+};
+
+// Head sizes 8, 16, 32, 64, 128; any L >= 1; fully masked rows give zeros.
+void evoformer_attn_fused_fwd(const EvoformerAttnFusedParams& p, cudaStream_t stream);
+void evoformer_attn_fused_bwd(const EvoformerAttnFusedParams& p, const EvoformerAttnFusedGrads& g, cudaStream_t stream);
+
 void evoformer_attn_naive_fwd(const EvoformerAttnParams& p, cublasHandle_t handle, cudaStream_t stream);
 void evoformer_attn_naive_bwd(const EvoformerAttnParams& p, const EvoformerAttnGrads& g, cublasHandle_t handle,
                               cudaStream_t stream);

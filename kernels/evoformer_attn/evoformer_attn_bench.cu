@@ -89,5 +89,69 @@ SEQSCALE_BENCH(evoformer_attn_naive_fwdbwd_cuda, "evoformer_attn_naive_fwdbwd", 
   });
 });
 
+struct FusedSetup {
+  EvoformerAttnFusedParams p;
+  EvoformerAttnFusedGrads g;
+};
+
+FusedSetup fused_setup(BenchState& s, bool backward) {
+  FusedSetup f;
+  auto& a = f.p.a;
+  a.shape = {s.get_int("B"), s.get_int("N"), s.get_int("L"), s.get_int("H"), s.get_int("D")};
+  a.io = s.get_dtype();
+  const bool pair = s.get_int("pair_bias") != 0;
+  s.add_cost(evoformer_attn_fwd_cost(a.shape, a.io, pair, true));
+  if (backward) s.add_cost(evoformer_attn_bwd_cost(a.shape, a.io, pair, true));
+  const auto es = static_cast<std::size_t>(dtype_bytes(a.io));
+  const auto qkv = static_cast<std::size_t>(a.shape.qkv_elements());
+  const std::int64_t rows = a.shape.rows() * a.shape.heads * a.shape.len;
+  const std::int64_t mask_n = a.shape.batch * a.shape.n * a.shape.len;
+  const std::int64_t pair_n = a.shape.batch * a.shape.heads * a.shape.len * a.shape.len;
+  void* q = s.alloc(qkv * es);
+  void* k = s.alloc(qkv * es);
+  void* v = s.alloc(qkv * es);
+  void* mask = s.alloc(static_cast<std::size_t>(mask_n) * es);
+  s.fill_random(q, a.shape.qkv_elements(), a.io, 1);
+  s.fill_random(k, a.shape.qkv_elements(), a.io, 2);
+  s.fill_random(v, a.shape.qkv_elements(), a.io, 3);
+  s.fill_value(mask, mask_n, a.io, 0.f);
+  a.q = q;
+  a.k = k;
+  a.v = v;
+  a.mask_bias = mask;
+  if (pair) {
+    void* b = s.alloc(static_cast<std::size_t>(pair_n) * es);
+    s.fill_random(b, pair_n, a.io, 4);
+    a.pair_bias = b;
+  }
+  a.o = s.alloc(qkv * es);
+  f.p.lse = s.alloc_array<float>(rows);
+  if (backward) {
+    void* d_o = s.alloc(qkv * es);
+    s.fill_random(d_o, a.shape.qkv_elements(), a.io, 5);
+    f.g.d_o = d_o;
+    f.g.dq = s.alloc(qkv * es);
+    f.g.dk = s.alloc(qkv * es);
+    f.g.dv = s.alloc(qkv * es);
+    f.g.row_dot = s.alloc_array<float>(rows);
+    if (pair) f.g.d_pair = s.alloc_array<float>(pair_n);  // the fp32 d(pair bias) the fused path keeps
+    f.g.pair_mode = s.has("deterministic") && s.get_int("deterministic") ? PairGradMode::kDeterministic : PairGradMode::kAtomic;
+  }
+  return f;
+}
+
+SEQSCALE_BENCH(evoformer_attn_fused_fwd_cuda, "evoformer_attn_fused_fwd", "kernels", Backend::kCuda, [](BenchState& s) {
+  FusedSetup f = fused_setup(s, false);
+  s.exec([&](void* stream) { evoformer_attn_fused_fwd(f.p, static_cast<cudaStream_t>(stream)); });
+});
+
+SEQSCALE_BENCH(evoformer_attn_fused_fwdbwd_cuda, "evoformer_attn_fused_fwdbwd", "kernels", Backend::kCuda, [](BenchState& s) {
+  FusedSetup f = fused_setup(s, true);
+  s.exec([&](void* stream) {
+    evoformer_attn_fused_fwd(f.p, static_cast<cudaStream_t>(stream));
+    evoformer_attn_fused_bwd(f.p, f.g, static_cast<cudaStream_t>(stream));
+  });
+});
+
 }  // namespace
 }  // namespace seqscale
