@@ -18,17 +18,14 @@ struct NaiveSetup {
   EvoformerAttnGrads g;
 };
 
-NaiveSetup setup(BenchState& s, bool backward) {
-  NaiveSetup n;
-  auto& p = n.p;
+// The inputs both paths share: shape and dtype from the point, Q K V (random), a zero mask
+// bias, the optional pair bias and O, every buffer from the harness's pool.
+EvoformerAttnParams shared_inputs(BenchState& s) {
+  EvoformerAttnParams p;
   p.shape = {s.get_int("B"), s.get_int("N"), s.get_int("L"), s.get_int("H"), s.get_int("D")};
   p.io = s.get_dtype();
-  const bool pair = s.get_int("pair_bias") != 0;
-  s.add_cost(evoformer_attn_fwd_cost(p.shape, p.io, pair, false));
-  if (backward) s.add_cost(evoformer_attn_bwd_cost(p.shape, p.io, pair, false));
   const auto es = static_cast<std::size_t>(dtype_bytes(p.io));
   const auto qkv = static_cast<std::size_t>(p.shape.qkv_elements());
-  const auto logits = static_cast<std::size_t>(p.shape.logits_elements());
   const std::int64_t mask_n = p.shape.batch * p.shape.n * p.shape.len;
   const std::int64_t pair_n = p.shape.batch * p.shape.heads * p.shape.len * p.shape.len;
   void* q = s.alloc(qkv * es);
@@ -43,12 +40,26 @@ NaiveSetup setup(BenchState& s, bool backward) {
   p.k = k;
   p.v = v;
   p.mask_bias = mask;
-  if (pair) {
+  if (s.get_int("pair_bias") != 0) {
     void* b = s.alloc(static_cast<std::size_t>(pair_n) * es);
     s.fill_random(b, pair_n, p.io, 4);
     p.pair_bias = b;
   }
   p.o = s.alloc(qkv * es);
+  return p;
+}
+
+NaiveSetup setup(BenchState& s, bool backward) {
+  NaiveSetup n;
+  auto& p = n.p;
+  p = shared_inputs(s);
+  const bool pair = p.pair_bias != nullptr;
+  s.add_cost(evoformer_attn_fwd_cost(p.shape, p.io, pair, false));
+  if (backward) s.add_cost(evoformer_attn_bwd_cost(p.shape, p.io, pair, false));
+  const auto es = static_cast<std::size_t>(dtype_bytes(p.io));
+  const auto qkv = static_cast<std::size_t>(p.shape.qkv_elements());
+  const auto logits = static_cast<std::size_t>(p.shape.logits_elements());
+  const std::int64_t pair_n = p.shape.batch * p.shape.heads * p.shape.len * p.shape.len;
   p.probs = s.alloc(logits * es);
   if (backward) {
     void* d_o = s.alloc(qkv * es);
@@ -97,34 +108,14 @@ struct FusedSetup {
 FusedSetup fused_setup(BenchState& s, bool backward) {
   FusedSetup f;
   auto& a = f.p.a;
-  a.shape = {s.get_int("B"), s.get_int("N"), s.get_int("L"), s.get_int("H"), s.get_int("D")};
-  a.io = s.get_dtype();
-  const bool pair = s.get_int("pair_bias") != 0;
+  a = shared_inputs(s);
+  const bool pair = a.pair_bias != nullptr;
   s.add_cost(evoformer_attn_fwd_cost(a.shape, a.io, pair, true));
   if (backward) s.add_cost(evoformer_attn_bwd_cost(a.shape, a.io, pair, true));
   const auto es = static_cast<std::size_t>(dtype_bytes(a.io));
   const auto qkv = static_cast<std::size_t>(a.shape.qkv_elements());
   const std::int64_t rows = a.shape.rows() * a.shape.heads * a.shape.len;
-  const std::int64_t mask_n = a.shape.batch * a.shape.n * a.shape.len;
   const std::int64_t pair_n = a.shape.batch * a.shape.heads * a.shape.len * a.shape.len;
-  void* q = s.alloc(qkv * es);
-  void* k = s.alloc(qkv * es);
-  void* v = s.alloc(qkv * es);
-  void* mask = s.alloc(static_cast<std::size_t>(mask_n) * es);
-  s.fill_random(q, a.shape.qkv_elements(), a.io, 1);
-  s.fill_random(k, a.shape.qkv_elements(), a.io, 2);
-  s.fill_random(v, a.shape.qkv_elements(), a.io, 3);
-  s.fill_value(mask, mask_n, a.io, 0.f);
-  a.q = q;
-  a.k = k;
-  a.v = v;
-  a.mask_bias = mask;
-  if (pair) {
-    void* b = s.alloc(static_cast<std::size_t>(pair_n) * es);
-    s.fill_random(b, pair_n, a.io, 4);
-    a.pair_bias = b;
-  }
-  a.o = s.alloc(qkv * es);
   f.p.lse = s.alloc_array<float>(rows);
   if (backward) {
     void* d_o = s.alloc(qkv * es);

@@ -21,6 +21,7 @@
 #include <string>
 
 #include "kernels/common/check.h"
+#include "kernels/common/convert.cuh"
 
 namespace seqscale {
 namespace {
@@ -28,12 +29,8 @@ namespace {
 constexpr int kTile = 32;     // rows of K/V (or Q/dO) staged per step
 constexpr int kThreads = 64;  // query (or key) rows per block
 
-template <typename T> __device__ __forceinline__ float ld(const T* p, std::int64_t i) { return static_cast<float>(p[i]); }
-template <> __device__ __forceinline__ float ld(const __half* p, std::int64_t i) { return __half2float(p[i]); }
-template <> __device__ __forceinline__ float ld(const __nv_bfloat16* p, std::int64_t i) { return __bfloat162float(p[i]); }
-template <typename T> __device__ __forceinline__ void st(T* p, std::int64_t i, float v) { p[i] = static_cast<T>(v); }
-template <> __device__ __forceinline__ void st(__half* p, std::int64_t i, float v) { p[i] = __float2half_rn(v); }
-template <> __device__ __forceinline__ void st(__nv_bfloat16* p, std::int64_t i, float v) { p[i] = __float2bfloat16_rn(v); }
+template <typename T> __device__ __forceinline__ float ld(const T* p, std::int64_t i) { return load_f32(p, i); }
+template <typename T> __device__ __forceinline__ void st(T* p, std::int64_t i, float v) { store_f32(p, i, v); }
 
 struct Geo {
   std::int64_t batch, n, len, heads;

@@ -14,23 +14,15 @@
 #include <stdexcept>
 
 #include "kernels/common/check.h"
+#include "kernels/common/convert.cuh"
 #include "kernels/softmax/softmax.cuh"
 
 namespace seqscale {
 namespace {
 
-cudaDataType_t cuda_type(DType t) {
-  switch (t) {
-    case DType::kFp32: return CUDA_R_32F;
-    case DType::kFp16: return CUDA_R_16F;
-    case DType::kBf16: return CUDA_R_16BF;
-    default: throw std::invalid_argument("evoformer_attn: dtype must be fp32, fp16 or bf16");
-  }
-}
+cudaDataType_t cuda_type(DType t) { return cuda_data_type(t); }
 
-template <typename T> __device__ __forceinline__ float ld(const T* p, std::int64_t i) { return static_cast<float>(p[i]); }
-template <> __device__ __forceinline__ float ld(const __half* p, std::int64_t i) { return __half2float(p[i]); }
-template <> __device__ __forceinline__ float ld(const __nv_bfloat16* p, std::int64_t i) { return __bfloat162float(p[i]); }
+template <typename T> __device__ __forceinline__ float ld(const T* p, std::int64_t i) { return load_f32(p, i); }
 
 // d_pair[b, h, i, j] = sum_n dS[b, n, h, i, j]: one thread per output, loop over n in order.
 template <typename T>

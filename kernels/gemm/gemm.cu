@@ -10,6 +10,7 @@
 #include <string>
 
 #include "kernels/common/check.h"
+#include "kernels/common/convert.cuh"
 
 #define CUBLASLT_CHECK(call)                                                           \
   do {                                                                                 \
@@ -21,14 +22,7 @@
 namespace seqscale {
 namespace {
 
-cudaDataType_t cuda_type(DType t) {
-  switch (t) {
-    case DType::kFp32: return CUDA_R_32F;
-    case DType::kFp16: return CUDA_R_16F;
-    case DType::kBf16: return CUDA_R_16BF;
-    default: throw std::invalid_argument("gemm: dtype must be fp32, fp16 or bf16");
-  }
-}
+cudaDataType_t cuda_type(DType t) { return cuda_data_type(t); }
 
 }  // namespace
 

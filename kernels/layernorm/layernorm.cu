@@ -12,6 +12,7 @@
 #include <string>
 
 #include "kernels/common/check.h"
+#include "kernels/common/convert.cuh"
 #include "kernels/layernorm/layernorm_cost.h"
 
 namespace seqscale {
@@ -20,14 +21,12 @@ namespace {
 constexpr int kWarpsPerBlock = 4;  // H100/A100: 4 warps per 128-thread block keeps occupancy high
 constexpr int kColsPerChunkBlock = 256;
 
-template <typename T> __device__ __forceinline__ float to_f(T v);
-template <> __device__ __forceinline__ float to_f(float v) { return v; }
-template <> __device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
-template <> __device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
-template <typename T> __device__ __forceinline__ T from_f(float v);
-template <> __device__ __forceinline__ float from_f(float v) { return v; }
-template <> __device__ __forceinline__ __half from_f(float v) { return __float2half_rn(v); }
-template <> __device__ __forceinline__ __nv_bfloat16 from_f(float v) { return __float2bfloat16_rn(v); }
+template <typename T> __device__ __forceinline__ float to_f(T v) { return load_f32(&v, 0); }
+template <typename T> __device__ __forceinline__ T from_f(float v) {
+  T out;
+  store_f32(&out, 0, v);
+  return out;
+}
 
 __device__ __forceinline__ float warp_sum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "kernels/common/check.h"
+#include "kernels/common/convert.cuh"
 
 namespace seqscale {
 namespace {
@@ -21,14 +22,8 @@ namespace {
 constexpr int kWarpsPerBlock = 4;
 constexpr int kBlockThreads = 256;
 
-template <typename T> __device__ __forceinline__ float ld(const T* p, std::int64_t i);
-template <> __device__ __forceinline__ float ld(const float* p, std::int64_t i) { return p[i]; }
-template <> __device__ __forceinline__ float ld(const __half* p, std::int64_t i) { return __half2float(p[i]); }
-template <> __device__ __forceinline__ float ld(const __nv_bfloat16* p, std::int64_t i) { return __bfloat162float(p[i]); }
-template <typename T> __device__ __forceinline__ void st(T* p, std::int64_t i, float v);
-template <> __device__ __forceinline__ void st(float* p, std::int64_t i, float v) { p[i] = v; }
-template <> __device__ __forceinline__ void st(__half* p, std::int64_t i, float v) { p[i] = __float2half_rn(v); }
-template <> __device__ __forceinline__ void st(__nv_bfloat16* p, std::int64_t i, float v) { p[i] = __float2bfloat16_rn(v); }
+template <typename T> __device__ __forceinline__ float ld(const T* p, std::int64_t i) { return load_f32(p, i); }
+template <typename T> __device__ __forceinline__ void st(T* p, std::int64_t i, float v) { store_f32(p, i, v); }
 
 __device__ __forceinline__ float warp_max(float v) {
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));

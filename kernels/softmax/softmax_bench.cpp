@@ -1,22 +1,12 @@
 // CPU benchmark of the softmax reference. Axes: B, N, H, rows, cols, dtype, mask (0/1), bias (0/1).
-#include "harness/bench/registry.h"
+#include "kernels/softmax/softmax_bench.h"
 #include "kernels/softmax/softmax_ref.h"
 
 namespace seqscale {
 namespace {
 
-SoftmaxShape shape_of(const BenchState& s) {
-  SoftmaxShape sh;
-  sh.batch = s.get_int("B");
-  sh.n = s.get_int("N");
-  sh.heads = s.get_int("H");
-  sh.rows = s.get_int("rows");
-  sh.cols = s.get_int("cols");
-  return sh;
-}
-
 SEQSCALE_BENCH(softmax_fwd_cpu, "softmax_fwd", "kernels", Backend::kCpu, [](BenchState& s) {
-  const SoftmaxShape sh = shape_of(s);
+  const SoftmaxShape sh = softmax_shape_of(s);
   const bool mask = s.get_int("mask") != 0, bias = s.get_int("bias") != 0;
   s.add_cost(softmax_fwd_cost(sh, s.get_dtype(), mask, bias));
   std::vector<float> x(static_cast<size_t>(sh.elements()));

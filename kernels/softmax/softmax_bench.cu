@@ -1,24 +1,14 @@
 // CUDA benchmarks of the fused softmax (in place, as FastFold runs it). Axes: B, N, H,
 // rows, cols, dtype, mask (0/1), bias (0/1). Evoformer shapes: rows = cols = L.
-#include "harness/bench/registry.h"
+#include "kernels/softmax/softmax_bench.h"
 #include "kernels/softmax/softmax.cuh"
 
 namespace seqscale {
 namespace {
 
-SoftmaxShape shape_of(const BenchState& s) {
-  SoftmaxShape sh;
-  sh.batch = s.get_int("B");
-  sh.n = s.get_int("N");
-  sh.heads = s.get_int("H");
-  sh.rows = s.get_int("rows");
-  sh.cols = s.get_int("cols");
-  return sh;
-}
-
 SEQSCALE_BENCH(softmax_fwd_cuda, "softmax_fwd", "kernels", Backend::kCuda, [](BenchState& s) {
   SoftmaxFwdParams p;
-  p.shape = shape_of(s);
+  p.shape = softmax_shape_of(s);
   p.io = s.get_dtype();
   const bool mask = s.get_int("mask") != 0, bias = s.get_int("bias") != 0;
   s.add_cost(softmax_fwd_cost(p.shape, p.io, mask, bias));
@@ -43,7 +33,7 @@ SEQSCALE_BENCH(softmax_fwd_cuda, "softmax_fwd", "kernels", Backend::kCuda, [](Be
 
 SEQSCALE_BENCH(softmax_bwd_cuda, "softmax_bwd", "kernels", Backend::kCuda, [](BenchState& s) {
   SoftmaxBwdParams p;
-  p.shape = shape_of(s);
+  p.shape = softmax_shape_of(s);
   p.io = s.get_dtype();
   s.add_cost(softmax_bwd_cost(p.shape, p.io));
   const auto es = static_cast<std::size_t>(dtype_bytes(p.io));

@@ -15,48 +15,14 @@
 #include "kernels/common/half.h"
 #include "kernels/evoformer_attn/evoformer_attn.cuh"
 #include "kernels/evoformer_attn/evoformer_attn_ref.h"
+#include "tests/support/device_data.h"
 #include "tests/support/gpu.h"
 
 namespace seqscale {
 namespace {
 
-void* upload(const std::vector<float>& v, DType t, std::vector<float>* rounded) {
-  const auto es = static_cast<size_t>(dtype_bytes(t));
-  std::vector<std::uint8_t> bytes(v.size() * es);
-  rounded->resize(v.size());
-  for (size_t i = 0; i < v.size(); ++i) {
-    float r = v[i];
-    if (t == DType::kFp32) {
-      std::memcpy(&bytes[i * 4], &r, 4);
-    } else {
-      const std::uint16_t h = t == DType::kFp16 ? float_to_fp16(r) : float_to_bf16(r);
-      r = t == DType::kFp16 ? fp16_to_float(h) : bf16_to_float(h);
-      std::memcpy(&bytes[i * 2], &h, 2);
-    }
-    (*rounded)[i] = r;
-  }
-  void* d = nullptr;
-  EXPECT_EQ(cudaMalloc(&d, bytes.size() + 16), cudaSuccess);
-  EXPECT_EQ(cudaMemcpy(d, bytes.data(), bytes.size(), cudaMemcpyHostToDevice), cudaSuccess);
-  return d;
-}
-
-std::vector<float> download(const void* d, size_t n, DType t) {
-  const auto es = static_cast<size_t>(dtype_bytes(t));
-  std::vector<std::uint8_t> bytes(n * es);
-  cudaMemcpy(bytes.data(), d, bytes.size(), cudaMemcpyDeviceToHost);
-  std::vector<float> out(n);
-  for (size_t i = 0; i < n; ++i) {
-    if (t == DType::kFp32) {
-      std::memcpy(&out[i], &bytes[i * 4], 4);
-    } else {
-      std::uint16_t h;
-      std::memcpy(&h, &bytes[i * 2], 2);
-      out[i] = t == DType::kFp16 ? fp16_to_float(h) : bf16_to_float(h);
-    }
-  }
-  return out;
-}
+using testing_support::download;
+using testing_support::upload;
 
 double max_abs_diff(const std::vector<float>& got, const std::vector<double>& want) {
   double m = 0;

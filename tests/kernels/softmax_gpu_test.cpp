@@ -13,6 +13,7 @@
 #include "kernels/common/half.h"
 #include "kernels/softmax/softmax.cuh"
 #include "kernels/softmax/softmax_ref.h"
+#include "tests/support/device_data.h"
 #include "tests/support/gpu.h"
 
 namespace seqscale {
@@ -25,40 +26,11 @@ struct DeviceArray {
 
 DeviceArray upload(const std::vector<float>& v, DType t) {
   DeviceArray d;
-  const auto es = static_cast<size_t>(dtype_bytes(t));
-  std::vector<std::uint8_t> bytes(v.size() * es);
-  d.rounded.resize(v.size());
-  for (size_t i = 0; i < v.size(); ++i) {
-    if (t == DType::kFp32) {
-      std::memcpy(&bytes[i * 4], &v[i], 4);
-      d.rounded[i] = v[i];
-    } else {
-      const std::uint16_t h = t == DType::kFp16 ? float_to_fp16(v[i]) : float_to_bf16(v[i]);
-      std::memcpy(&bytes[i * 2], &h, 2);
-      d.rounded[i] = t == DType::kFp16 ? fp16_to_float(h) : bf16_to_float(h);
-    }
-  }
-  EXPECT_EQ(cudaMalloc(&d.ptr, bytes.size() + 1), cudaSuccess);
-  EXPECT_EQ(cudaMemcpy(d.ptr, bytes.data(), bytes.size(), cudaMemcpyHostToDevice), cudaSuccess);
+  d.ptr = testing_support::upload(v, t, &d.rounded);
   return d;
 }
 
-std::vector<float> download(void* p, size_t n, DType t) {
-  const auto es = static_cast<size_t>(dtype_bytes(t));
-  std::vector<std::uint8_t> bytes(n * es);
-  cudaMemcpy(bytes.data(), p, bytes.size(), cudaMemcpyDeviceToHost);
-  std::vector<float> out(n);
-  for (size_t i = 0; i < n; ++i) {
-    if (t == DType::kFp32) {
-      std::memcpy(&out[i], &bytes[i * 4], 4);
-    } else {
-      std::uint16_t h;
-      std::memcpy(&h, &bytes[i * 2], 2);
-      out[i] = t == DType::kFp16 ? fp16_to_float(h) : bf16_to_float(h);
-    }
-  }
-  return out;
-}
+using testing_support::download;
 
 class SoftmaxGpu : public ::testing::TestWithParam<DType> {};
 
