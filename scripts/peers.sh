@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Peers on the device, same session as seqscale's own runs (called by gpu_session.sh):
-# PyTorch ops at the CUDA points of the layernorm and ceilings matrices. Attention peers
-# (SDPA with bias, cuEquivariance, DS4Sci) belong with the Evoformer kernels.
+# PyTorch ops at the CUDA points of the layernorm and ceilings matrices; for attention
+# and the evoformer matrix: SDPA with the float bias, and eager PyTorch (OpenFold's path).
 set -uo pipefail
 out="$1"
-for m in layernorm ceilings; do
+for m in layernorm ceilings evoformer; do
   python3 scripts/peers/torch_peers.py --matrix "workloads/matrices/$m.json" --out "$out/$m" || echo "peer $m failed"
 done

@@ -85,6 +85,38 @@ def make_work(name, p):
         a = torch.randn(m, k, device=dev, dtype=dt)
         bm = torch.randn(k, n, device=dev, dtype=dt)
         return (lambda: torch.matmul(a, bm)), 2.0 * m * n * k, es * (m * k + k * n + m * n)
+    if name.startswith("evoformer_attn_") and name.endswith(("_fwd", "_fwdbwd")):
+        # Evoformer attention at the same point, two PyTorch ways (impl says which):
+        #   torch_sdpa  F.scaled_dot_product_attention with the float bias mask + pair bias
+        #               (memory-efficient backend; bias gradients supported)
+        #   torch_eager matmul, add, softmax, matmul: OpenFold's plain-PyTorch path
+        dt = DTYPES[p["dtype"]]
+        B, N, L, H, D = p["B"], p["N"], p["L"], p["H"], p["D"]
+        bwd = name.endswith("_fwdbwd")
+        es = torch.tensor([], dtype=dt).element_size()
+        q, k, v = (torch.randn(B, N, L, H, D, device=dev, dtype=dt).transpose(-2, -3).requires_grad_(bwd)
+                   for _ in range(3))  # [B, N, H, L, D] views of [B, N, L, H, D]
+        mask = torch.zeros(B, N, 1, 1, L, device=dev, dtype=dt)
+        pair = torch.randn(B, 1, H, L, L, device=dev, dtype=dt, requires_grad=bwd) if p.get("pair_bias") else None
+        bias = mask + pair if pair is not None else mask
+        impl = p["impl"]
+
+        def forward():
+            b = mask + pair if pair is not None else mask
+            if impl == "torch_sdpa":
+                return F.scaled_dot_product_attention(q, k, v, attn_mask=b)
+            s = torch.matmul(q, k.transpose(-1, -2)) / D ** 0.5 + b
+            return torch.matmul(torch.softmax(s, dim=-1), v)
+
+        if not bwd:
+            fn = forward
+        else:
+            do = torch.randn(B, N, H, L, D, device=dev, dtype=dt)
+            inputs = [t for t in (q, k, v, pair) if t is not None]
+            fn = lambda: torch.autograd.grad(forward(), inputs, do)  # noqa: E731
+        del bias
+        flops = (4.0 + (10.0 if bwd else 0.0)) * B * N * H * L * L * D
+        return fn, flops, 4.0 * B * N * L * H * D * es
     if name == "copy":
         src = torch.ones(p["bytes"], device=dev, dtype=torch.uint8)
         dst = torch.empty_like(src)
@@ -144,8 +176,13 @@ def main():
            "seqscale_version": "", "world_size": 1, "ranks": [],
            "extra": {"peer": f"torch {torch.__version__}"}}
     out = []
+    expanded = []
     for name, params in points(matrix):
-        params = dict(params, impl="torch")
+        if name.startswith("evoformer_attn_") and "_fused_" not in name:
+            continue  # one PyTorch run per point: keyed off the fused entries
+        impls = ["torch_sdpa", "torch_eager"] if name.startswith("evoformer_attn_") else ["torch"]
+        expanded += [(name, dict(params, impl=impl)) for impl in impls]
+    for name, params in expanded:
         pid = "kernels/" + name + "/cuda/" + ",".join(
             f"{k}={v}" for k, v in sorted(params.items()))
         rec = {"id": pid, "suite": "kernels", "bench": name, "backend": "cuda", "params": params,
