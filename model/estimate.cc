@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "model/comm_volume.h"
 #include "model/roofline.h"
 #include "workloads/config_error.h"
 
@@ -91,45 +92,45 @@ void transformer_time(const TransformerSpec& t, const ClusterSpec& c, const Plan
   const double t_logits = 3.0 * op_time("gemm", logit_flops, es * (s * b * V / tu + V * h / tp), dt, c, cal) +
                           op_time("cross_entropy", 0, kLogitBytesPerElement * s * b * V / tu, dt, c, cal);
 
-  // ---- communication of one layer, one micro-batch ----------------------------
-  const double comm_passes = p.recompute == Recompute::kFull ? 3.0 : 2.0;  // fwd, bwd, recompute fwd
-  double t_tp = 0;
-  if (p.tp > 1) {
-    // Two all-reduces (or AG + RS pairs with Megatron-SP: the same volume) per pass.
-    const Placement pl = place(p.tp, 1, c);
-    t_tp = comm_passes * 2.0 * coll(Collective::kAllReduce, p.tp, 2.0 * sbh / u, pl, c, cal);
+  // ---- communication: the ops of model/comm_volume.h, priced one by one -----------
+  // Stage 0's ops (it always exists): per micro-batch one activation out and one gradient
+  // in, both on the critical path (the estimate's two transfers per micro-batch); the
+  // program of another stage differs only in its pipeline transfers.
+  const std::vector<CommOp> comm_ops = transformer_step_comm(t, p, shape, 0);
+  double tp_total = 0, uly_total = 0, p2p_total = 0, dp_total = 0, z3_total = 0;
+  for (const CommOp& op : comm_ops) {
+    const double b_op = static_cast<double>(op.bytes);
+    switch (op.group) {
+      case GroupKind::kTensor: tp_total += coll(op.collective, op.group_size, b_op, place(p.tp, 1, c), c, cal); break;
+      case GroupKind::kSequence:
+        uly_total += coll(op.collective, op.group_size, b_op, place(p.ulysses(), p.tp, c), c, cal);
+        break;
+      case GroupKind::kPipeline:
+        p2p_total += coll(op.collective, 2, b_op, place(2, static_cast<std::int64_t>(p.tp) * p.ulysses() * p.dp, c), c, cal);
+        break;
+      case GroupKind::kData: {
+        // ZeRO-3's parameter gathers run inside the passes; the rest after the backward.
+        const bool z3 = op.collective == Collective::kAllGather && op.phase != Phase::kOptimizer;
+        (z3 ? z3_total : dp_total) += coll(op.collective, op.group_size, b_op, place(p.zero_shards(), p.tp, c), c, cal);
+        break;
+      }
+      default: break;
+    }
   }
-  double t_uly = 0;
-  if (u > 1) {
-    // Four all-to-alls (Q, K, V, O) per pass, each s/u * b * h elements per rank.
-    const Placement pl = place(p.ulysses(), p.tp, c);
-    t_uly = comm_passes * 4.0 * coll(Collective::kAllToAll, p.ulysses(), es * sbh / u / tp, pl, c, cal);
-  }
-  if (p.ckpt_partitioned && p.tp > 1) {
-    // The partitioned checkpoint is all-gathered once per layer before its recompute.
-    t_tp += coll(Collective::kAllGather, p.tp, 2.0 * sbh / u, place(p.tp, 1, c), c, cal);
-  }
+  // The per-layer, per-micro-batch terms the schedule below composes (every layer and
+  // micro-batch issues the same ops, so the division is exact).
+  const double per_layer_mb = m * layers_stage;
+  const double t_tp = tp_total / per_layer_mb, t_uly = uly_total / per_layer_mb;
   const double t_mb_first = layers_stage * (t_layer + t_tp + t_uly);
   const double t_mb_last = t_mb_first + t_logits;
   const double t_mb_compute = layers_stage * t_layer + t_logits * (p.pp == 1 ? 1.0 : 0.0);
   const double t_mb = std::max(t_mb_first, t_mb_last);
-  double t_p2p = 0;
-  if (p.pp > 1) {
-    const Placement pl = place(2, static_cast<std::int64_t>(p.tp) * p.ulysses() * p.dp, c);
-    t_p2p = 2.0 * coll(Collective::kSendRecv, 2, es * sbh / ss, pl, c, cal);
-  }
+  const double t_p2p = p2p_total / m;
 
   // ---- data parallel, ZeRO, optimizer, offload --------------------------------
   const double stage_params = transformer_params(t, shape.seq) / (tp * p.pp);
   const std::int64_t nd = p.zero_shards();
-  const Placement dpl = place(nd, p.tp, c);
-  double t_dp = 0, t_z3 = 0;
-  if (nd > 1) {
-    const Collective grad_coll = p.zero >= 2 ? Collective::kReduceScatter : Collective::kAllReduce;
-    t_dp = coll(grad_coll, nd, kGradBytes * stage_params, dpl, c, cal);
-    if (p.zero == 1 || p.zero == 2) t_dp += coll(Collective::kAllGather, nd, kParamBytes * stage_params, dpl, c, cal);
-    if (p.zero == 3) t_z3 = m * passes * coll(Collective::kAllGather, nd, kParamBytes * stage_params, dpl, c, cal);
-  }
+  const double t_dp = dp_total, t_z3 = z3_total;
   const double shard = stage_params / static_cast<double>(p.zero >= 1 ? nd : 1);
   double t_opt = 0, t_off = 0;
   if (p.offload_optimizer()) {

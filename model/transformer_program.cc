@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "model/comm_volume.h"
 #include "model/memory.h"
 
 namespace seqscale {
@@ -79,6 +80,10 @@ StepProgram build_transformer_program(const TransformerSpec& t, const Plan& p, c
       prog.add(ComputeOp{"gemm", {shape.seq, t.vocab}, t.dtype, KernelCost{3.0 * 2.0 * s * b * h * V / tu, 0, 0}, Phase::kForward, -1});
     }
   }
+  // The step's collectives (model/comm_volume.h, the ops estimate() prices), after the
+  // compute rather than interleaved with it: the replay tests need only the events' order,
+  // and the per-group byte totals are what a backend's counters are checked against.
+  for (const CommOp& op : transformer_step_comm(t, p, shape, mb.stage)) prog.add(op);
   // The loss (last stage) and then each layer's backward transient, never live together.
   if (mb[MemTerm::kLogits] > 0) {
     prog.alloc(MemoryKind::kWorkspace, to_bytes(mb[MemTerm::kLogits]), "logits");

@@ -1,7 +1,8 @@
 // The StepProgram of one transformer training step on one pipeline stage's rank, built
 // from the same formulas estimate() uses in closed form: memory events in step order
 // (states, persistent extras, stored activations per layer and micro-batch in flight, the
-// loss, each layer's backward transient) and compute ops with their declared FLOPs.
+// loss, each layer's backward transient), compute ops with their declared FLOPs, and the
+// step's CommOps (model/comm_volume.h: the same ops estimate() prices).
 // tests/model checks that replaying it gives the closed form's live peak and FLOPs, so the
 // harness executing this description and the model pricing it agree by construction.
 #pragma once
