@@ -1,6 +1,8 @@
 #include "model/estimate.h"
 
 #include <algorithm>
+#include <map>
+#include <tuple>
 
 #include "model/comm_volume.h"
 #include "model/roofline.h"
@@ -98,22 +100,38 @@ void transformer_time(const TransformerSpec& t, const ClusterSpec& c, const Plan
   // program of another stage differs only in its pipeline transfers.
   const std::vector<CommOp> comm_ops = transformer_step_comm(t, p, shape, 0);
   double tp_total = 0, uly_total = 0, p2p_total = 0, dp_total = 0, z3_total = 0;
+  // A step repeats a handful of distinct ops thousands of times (layers x micro-batches x
+  // passes): price each distinct one once (the search calls this per fitting plan).
+  std::map<std::tuple<Collective, GroupKind, std::int64_t>, double> priced;
   for (const CommOp& op : comm_ops) {
     const double b_op = static_cast<double>(op.bytes);
-    switch (op.group) {
-      case GroupKind::kTensor: tp_total += coll(op.collective, op.group_size, b_op, place(p.tp, 1, c), c, cal); break;
-      case GroupKind::kSequence:
-        uly_total += coll(op.collective, op.group_size, b_op, place(p.ulysses(), p.tp, c), c, cal);
-        break;
-      case GroupKind::kPipeline:
-        p2p_total += coll(op.collective, 2, b_op, place(2, static_cast<std::int64_t>(p.tp) * p.ulysses() * p.dp, c), c, cal);
-        break;
-      case GroupKind::kData: {
-        // ZeRO-3's parameter gathers run inside the passes; the rest after the backward.
-        const bool z3 = op.collective == Collective::kAllGather && op.phase != Phase::kOptimizer;
-        (z3 ? z3_total : dp_total) += coll(op.collective, op.group_size, b_op, place(p.zero_shards(), p.tp, c), c, cal);
-        break;
+    const auto key = std::make_tuple(op.collective, op.group, op.bytes);
+    auto it = priced.find(key);
+    if (it == priced.end()) {
+      double t_op = 0;
+      switch (op.group) {
+        case GroupKind::kTensor: t_op = coll(op.collective, op.group_size, b_op, place(p.tp, 1, c), c, cal); break;
+        case GroupKind::kSequence:
+          t_op = coll(op.collective, op.group_size, b_op, place(p.ulysses(), p.tp, c), c, cal);
+          break;
+        case GroupKind::kPipeline:
+          t_op = coll(op.collective, 2, b_op, place(2, static_cast<std::int64_t>(p.tp) * p.ulysses() * p.dp, c), c, cal);
+          break;
+        case GroupKind::kData:
+          t_op = coll(op.collective, op.group_size, b_op, place(p.zero_shards(), p.tp, c), c, cal);
+          break;
+        default: break;
       }
+      it = priced.emplace(key, t_op).first;
+    }
+    switch (op.group) {
+      case GroupKind::kTensor: tp_total += it->second; break;
+      case GroupKind::kSequence: uly_total += it->second; break;
+      case GroupKind::kPipeline: p2p_total += it->second; break;
+      case GroupKind::kData:
+        // ZeRO-3's parameter gathers run inside the passes; the rest after the backward.
+        (op.collective == Collective::kAllGather && op.phase != Phase::kOptimizer ? z3_total : dp_total) += it->second;
+        break;
       default: break;
     }
   }
