@@ -17,21 +17,14 @@
 #include "comm/strategies/strategy.h"
 #include "comm/strategies/zero.h"
 #include "model/comm_volume.h"
+#include "tests/support/tiny_transformer.h"
 #include "model/memory.h"
 
 namespace seqscale::comm {
 namespace {
 
 TransformerSpec tiny(std::int64_t hidden, std::int64_t heads, std::int64_t layers = 1) {
-  TransformerSpec t;
-  t.layers = layers;
-  t.hidden = hidden;
-  t.heads = heads;
-  t.kv_heads = heads;
-  t.ffn_hidden = 2 * hidden;
-  t.vocab = 64;
-  t.dtype = DType::kFp32;
-  return t;
+  return testing_support::tiny_transformer(hidden, heads, layers);
 }
 
 double priced(const std::vector<CommOp>& ops, GroupKind g) {

@@ -23,6 +23,7 @@
 #include "comm/strategies/strategy.h"
 #include "comm/strategies/zero.h"
 #include "model/comm_volume.h"
+#include "tests/support/tiny_transformer.h"
 #include "model/memory.h"
 #include "model/transformer_program.h"
 
@@ -30,15 +31,7 @@ namespace seqscale {
 namespace {
 
 TransformerSpec tiny(std::int64_t hidden, std::int64_t heads, std::int64_t layers = 1) {
-  TransformerSpec t;
-  t.layers = layers;
-  t.hidden = hidden;
-  t.heads = heads;
-  t.kv_heads = heads;
-  t.ffn_hidden = 2 * hidden;
-  t.vocab = 64;
-  t.dtype = DType::kFp32;
-  return t;
+  return testing_support::tiny_transformer(hidden, heads, layers);
 }
 
 RunShape shape_of(std::int64_t seq, std::int64_t global_batch = 1) { return RunShape{seq, 1, global_batch}; }
