@@ -17,7 +17,12 @@ struct AnchorRow {
   double tolerance = 0;   // absolute, in `unit`
   bool claimed = true;    // false: reported, not gated (note says why)
   std::string note;
-  bool ok() const;        // |predicted - published| <= tolerance
+  // > 0 when the published experiment stepped its input on a grid: the published value v is
+  // then the last grid point that ran, so the true value lies in [v, v + grid_step) and a
+  // prediction in that cell agrees with it exactly.
+  double grid_step = 0;
+  bool in_grid_cell() const;  // predicted in [published, published + grid_step)
+  bool ok() const;        // |predicted - published| <= tolerance, or in the grid cell
 };
 
 // Computes every row (needs the workloads/ model and cluster files). Fast: well under a second.

@@ -64,7 +64,10 @@ const std::vector<Preset>& presets() {
     neu.attn = {AttentionImpl::kFused};
     neu.mask = {MaskKind::kNone};
     neu.pos = {PosTable::kPartitioned};
-    neu.zero = {0, 1, 2, 3};
+    // Megatron-DeepSpeed builds GPT as a DeepSpeed PipelineModule unless --no-pipeline-parallel,
+    // and the pipeline engine takes ZeRO-1 at most; the GenSLM long-sequence launch scripts
+    // run ZERO_STAGE=1. With offload the fp16 gradients therefore stay on the device.
+    neu.zero = {0, 1};
     neu.offload = {Offload::kNone, Offload::kOptimizer};
     v.push_back(neu);
 

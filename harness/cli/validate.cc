@@ -27,7 +27,7 @@ int run_validate(const std::vector<std::string>& args) {
       const double err = r.published != 0 ? (r.predicted - r.published) / r.published : 0.0;
       arr.push_back({{"group", r.group}, {"name", r.name}, {"source", r.source}, {"unit", r.unit},
                      {"published", r.published}, {"predicted", r.predicted}, {"error", err},
-                     {"tolerance", r.tolerance}, {"claimed", r.claimed}, {"ok", r.ok()}, {"note", r.note}});
+                     {"tolerance", r.tolerance}, {"grid_step", r.grid_step}, {"in_grid_cell", r.in_grid_cell()}, {"claimed", r.claimed}, {"ok", r.ok()}, {"note", r.note}});
     }
     std::cout << arr.dump(2) << "\n";
   } else {
@@ -35,7 +35,8 @@ int run_validate(const std::vector<std::string>& args) {
               << "predicted" << std::setw(9) << "error" << "  status\n";
     for (const auto& r : rows) {
       const double err = r.published != 0 ? 100.0 * (r.predicted - r.published) / r.published : 0.0;
-      const char* status = !r.claimed ? "not claimed" : (r.ok() ? "ok" : "FAIL");
+      const bool by_cell = r.in_grid_cell() && std::fabs(r.predicted - r.published) > r.tolerance;
+      const char* status = !r.claimed ? "not claimed" : (!r.ok() ? "FAIL" : by_cell ? "ok (grid cell)" : "ok");
       std::cout << std::left << std::setw(64) << r.name.substr(0, 63) << std::right << std::fixed << std::setprecision(2)
                 << std::setw(11) << r.published << std::setw(11) << r.predicted << std::setw(8) << std::setprecision(1)
                 << err << "%  " << status << "  [" << r.unit << "]";

@@ -169,13 +169,37 @@ TEST(Search, Figure9OrderingAndTolerance) {
       ++fig9;
       fig9_ok += r.ok() ? 1 : 0;
     }
+    if (r.claimed) {
+      EXPECT_TRUE(r.ok()) << r.name << ": published " << r.published << ", predicted " << r.predicted;
+    }
     if (r.group == "zero" || r.name.find("logits") != std::string::npos) {
       EXPECT_TRUE(r.ok()) << r.name;
     }
   }
   EXPECT_EQ(fig9, 18);
-  // Regression guard on today's model (see model/README.md for the rows still outside 15%).
-  EXPECT_GE(fig9_ok, 15);
+  EXPECT_GE(fig9_ok, 17);  // all but Megatron-LM 33B at 16 GPUs, which is not claimed
+}
+
+TEST(Anchors, GridCellMeansLastPointThatRan) {
+  // Published 128 on a 64 grid: 128 ran and 192 did not, so [128, 192) agrees exactly.
+  AnchorRow r;
+  r.published = 128;
+  r.tolerance = 0.15 * 128;
+  r.grid_step = 64;
+  r.predicted = 189;
+  EXPECT_TRUE(r.in_grid_cell());
+  EXPECT_TRUE(r.ok());
+  r.predicted = 192;  // the next grid point would have run: outside the cell and beyond 15%
+  EXPECT_FALSE(r.in_grid_cell());
+  EXPECT_FALSE(r.ok());
+  r.predicted = 110;  // below the cell but within 15%
+  EXPECT_FALSE(r.in_grid_cell());
+  EXPECT_TRUE(r.ok());
+  r.predicted = 100;
+  EXPECT_FALSE(r.ok());
+  r.grid_step = 0;  // no grid: the tolerance alone decides
+  r.predicted = 189;
+  EXPECT_FALSE(r.ok());
 }
 
 TEST(Search, PresetsOrderAndBestIsLongest) {
