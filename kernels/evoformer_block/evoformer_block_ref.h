@@ -1,0 +1,80 @@
+// The CPU reference backend of the Evoformer block (evoformer_block_def.h): every tensor in
+// double, every reduction accumulated in double, attention with pair bias computed directly
+// from its definition (softmax(q k^T / sqrt(D) + b) v, gradients by the chain rule). It is
+// what the CUDA backend is compared with, and its own gradients are checked against
+// central differences (tests/kernels/evoformer_block_test.cpp).
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "kernels/evoformer_block/evoformer_block_def.h"
+
+namespace seqscale {
+
+class EvoformerBlockCpuOps {
+ public:
+  struct Tensor {
+    double* p = nullptr;
+    std::int64_t n = 0;
+  };
+  struct Saved {
+    Tensor q, k, v, bias, o;  // views of the caller's tensors (alive until backward)
+    std::vector<double> probs;
+    std::int64_t rows = 0, len = 0, heads = 0, head_dim = 0;
+    bool has_bias = false;
+  };
+
+  Tensor alloc(std::int64_t n, MemoryKind kind, const char* what);
+  void release(Tensor& t);
+  Tensor param(std::int64_t n, const char* what) { return alloc(n, MemoryKind::kParameters, what); }
+  Tensor param_grad(std::int64_t n, const char* what) { return alloc(n, MemoryKind::kGradients, what); }
+
+  void layernorm_fwd(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, Tensor& mean, Tensor& rstd,
+                     std::int64_t rows, std::int64_t cols);
+  void layernorm_bwd(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd,
+                     Tensor& dx, Tensor& dw, Tensor& db, std::int64_t rows, std::int64_t cols);
+  void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, double alpha, const Tensor& a,
+            const Tensor& b, double beta, Tensor& c, std::int64_t batch);
+  void bias_add(Tensor& y, const Tensor& b, std::int64_t rows, std::int64_t cols);
+  void bias_grad(const Tensor& dy, Tensor& db, std::int64_t rows, std::int64_t cols);
+  void sigmoid_mul(const Tensor& g, const Tensor& x, Tensor& y, std::int64_t n);
+  void sigmoid_mul_bwd(const Tensor& dy, const Tensor& g, const Tensor& x, Tensor& dg, Tensor& dx, std::int64_t n);
+  void relu(const Tensor& x, Tensor& y, std::int64_t n);
+  void relu_bwd(const Tensor& dy, const Tensor& y, Tensor& dx, std::int64_t n);
+  void add(const Tensor& a, const Tensor& b, Tensor& y, std::int64_t n);
+  void accumulate(Tensor& y, const Tensor& x, std::int64_t n);
+  void permute_0213(const Tensor& x, Tensor& y, std::int64_t d0, std::int64_t d1, std::int64_t d2, std::int64_t d3);
+  Saved attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor* bias, Tensor& o,
+                      std::int64_t rows, std::int64_t len, std::int64_t heads, std::int64_t head_dim);
+  void attention_bwd(Saved& s, const Tensor& d_o, Tensor& dq, Tensor& dk, Tensor& dv, Tensor* dbias);
+  void release_saved(Saved& s);
+
+  std::int64_t live_bytes() const { return live_bytes_; }
+  std::int64_t peak_bytes() const { return peak_bytes_; }
+  std::int64_t live_tensors() const { return static_cast<std::int64_t>(buffers_.size()); }
+
+ private:
+  std::map<double*, std::unique_ptr<double[]>> buffers_;
+  std::map<double*, std::int64_t> sizes_;
+  std::int64_t live_bytes_ = 0, peak_bytes_ = 0;
+};
+
+// Convenience for tests and benchmarks: one block on CPU with weights, inputs and upstream
+// gradients drawn from `seed` (weights scaled so activations stay O(1)).
+struct EvoformerBlockRefRun {
+  std::vector<double> m_out, z_out, dm0, dz0;
+  std::vector<std::vector<double>> param_grads;  // in params() order
+  std::int64_t peak_bytes = 0;
+};
+struct EvoformerBlockInputs {
+  std::vector<double> m0, z0, dm_out, dz_out;
+  std::vector<std::vector<double>> params;  // in params() order
+};
+EvoformerBlockInputs make_evoformer_block_inputs(const EvoformerBlockDims& d, unsigned seed);
+EvoformerBlockRefRun run_evoformer_block_ref(const EvoformerBlockDims& d, const EvoformerBlockInputs& in);
+// The scalar the gradients are of: <dm_out, m_out> + <dz_out, z_out> (for finite differences).
+double evoformer_block_ref_loss(const EvoformerBlockDims& d, const EvoformerBlockInputs& in);
+
+}  // namespace seqscale
