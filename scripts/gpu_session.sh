@@ -35,7 +35,9 @@ dev=$(python3 -c "import json;d=json.load(open('$work/info.json'));print(d['devi
 for m in ceilings layernorm softmax evoformer steps ${SEQSCALE_EXTRA_MATRICES:-}; do
   [ -f "workloads/matrices/$m.json" ] || continue
   log "matrix $m"
-  timeout 1500 "$bin/seqscale" bench --matrix "$m" --filter '/cuda/' --out "$work/$dev/$m" 2>> "$work/session.log" | tee -a "$work/session.log"
+  # The device budget is minutes per session: each matrix gets a slice, and an interrupted
+  # matrix resumes from its journal in the next session (same --out).
+  timeout "${SEQSCALE_MATRIX_TIMEOUT_S:-90}" "$bin/seqscale" bench --matrix "$m" --filter '/cuda/' --out "$work/$dev/$m" 2>> "$work/session.log" | tee -a "$work/session.log"
 done
 log "predictions for the same points"
 for m in ceilings layernorm; do
