@@ -42,9 +42,15 @@ struct EvoformerAttnGrads {
 // kernel that loops over N in order (recomputes two dot products per element).
 enum class PairGradMode { kAtomic, kDeterministic };
 
+// Which forward kernel: kAuto takes the tensor-core kernel (evoformer_attn_fused_tc.cu:
+// WMMA, fp16/bf16, head sizes 16..128) where it applies and the SIMT kernel elsewhere
+// (fp32, head size 8); the explicit choices are for tests and benchmarks.
+enum class FusedKernel { kAuto, kSimt, kTensorCore };
+
 struct EvoformerAttnFusedParams {
   EvoformerAttnParams a;        // shape, dtype, q, k, v, biases, o (probs unused)
   float* lse = nullptr;         // [B*N, H, L], written by forward
+  FusedKernel kernel = FusedKernel::kAuto;
 };
 
 struct EvoformerAttnFusedGrads {
@@ -61,6 +67,8 @@ struct EvoformerAttnFusedGrads {
 
 // Head sizes 8, 16, 32, 64, 128; any L >= 1; fully masked rows give zeros.
 void evoformer_attn_fused_fwd(const EvoformerAttnFusedParams& p, cudaStream_t stream);
+bool evoformer_attn_fused_tc_supported(DType io, std::int64_t head_dim);
+void evoformer_attn_fused_fwd_tc(const EvoformerAttnFusedParams& p, cudaStream_t stream);
 void evoformer_attn_fused_bwd(const EvoformerAttnFusedParams& p, const EvoformerAttnFusedGrads& g, cudaStream_t stream);
 
 void evoformer_attn_naive_fwd(const EvoformerAttnParams& p, cublasHandle_t handle, cudaStream_t stream);

@@ -5,10 +5,12 @@
 #include <cublas_v2.h>
 
 #include <memory>
+#include <string>
 
 #include "harness/bench/registry.h"
 #include "kernels/common/check.h"
 #include "kernels/evoformer_attn/evoformer_attn.cuh"
+#include "workloads/config_error.h"
 
 namespace seqscale {
 namespace {
@@ -117,6 +119,11 @@ FusedSetup fused_setup(BenchState& s, bool backward) {
   const std::int64_t rows = a.shape.rows() * a.shape.heads * a.shape.len;
   const std::int64_t pair_n = a.shape.batch * a.shape.heads * a.shape.len * a.shape.len;
   f.p.lse = s.alloc_array<float>(rows);
+  if (s.has("kernel")) {  // optional axis: simt | tc (default: tensor cores where they apply)
+    const std::string kernel = s.get_string("kernel");
+    if (kernel != "simt" && kernel != "tc") throw ConfigError("kernel: expected simt or tc, got '" + kernel + "'");
+    f.p.kernel = kernel == "tc" ? FusedKernel::kTensorCore : FusedKernel::kSimt;
+  }
   if (backward) {
     void* d_o = s.alloc(qkv * es);
     s.fill_random(d_o, a.shape.qkv_elements(), a.io, 5);

@@ -1,6 +1,8 @@
 // evoformer_attn_fused: exact attention with mask and pair bias, without materialising
 // the [B, N, H, L, L] logits (the DS4Sci EvoformerAttention design, our own code).
-// v1 (this file): SIMT, fp32 math, one thread per query row (forward, dQ) or key row (dK,
+// The forward for fp16/bf16 at head sizes 16..128 runs on tensor cores
+// (evoformer_attn_fused_tc.cu); this file holds the SIMT kernels:
+// v1: SIMT, fp32 math, one thread per query row (forward, dQ) or key row (dK,
 //    dV); K/V (or Q/dO) tiles of kTile rows staged in shared memory as fp32. Correctness
 //    first: the pair-bias reads are strided across a warp and nothing uses tensor cores.
 //    A v2 would hold Q/K/V tiles in registers as mma.sync (sm_80) / wgmma (sm_90)
@@ -371,6 +373,11 @@ void check(const EvoformerAttnFusedParams& p) {
 
 void evoformer_attn_fused_fwd(const EvoformerAttnFusedParams& p, cudaStream_t stream) {
   check(p);
+  const bool tc = evoformer_attn_fused_tc_supported(p.a.io, p.a.shape.head_dim);
+  if (p.kernel == FusedKernel::kTensorCore || (p.kernel == FusedKernel::kAuto && tc)) {
+    evoformer_attn_fused_fwd_tc(p, stream);  // throws where it does not apply
+    return;
+  }
   dispatch<Fwd>(p.a.io, p.a.shape.head_dim, p, stream);
 }
 

@@ -355,12 +355,12 @@ class EvoformerBlock {
     }
     T dog = ops_.alloc(n * hd, MemoryKind::kWorkspace, "d_gated_out");
     linear_bwd(w.o, s.og, dy, &dog, false, n, hd, c);
+    release(dy);
     release(s.og);
     T dg = ops_.alloc(n * hd, MemoryKind::kWorkspace, "d_gate");
     T d_o = ops_.alloc(n * hd, MemoryKind::kWorkspace, "d_attention");
     ops_.sigmoid_mul_bwd(dog, s.g, s.o, dg, d_o, n * hd);
     release(dog);
-    release(s.o);
     T dq = ops_.alloc(n * hd, MemoryKind::kWorkspace, "dq");
     T dk = ops_.alloc(n * hd, MemoryKind::kWorkspace, "dk");
     T dv = ops_.alloc(n * hd, MemoryKind::kWorkspace, "dv");
@@ -369,6 +369,7 @@ class EvoformerBlock {
     ops_.attention_bwd(s.attn, d_o, dq, dk, dv, w.pair_bias ? &dbias : nullptr);
     ops_.release_saved(s.attn);
     release(d_o);
+    release(s.o);  // the fused backward reads O (row_dot = dO . O)
     // d(LayerNorm output) = dq Wq^T + dk Wk^T + dv Wv^T + dg Wg^T (+ the bias share).
     T dln = ops_.alloc(n * c, MemoryKind::kWorkspace, "d_layernorm_out");
     linear_bwd(w.q, s.ln, dq, &dln, false, n, c, hd);
@@ -415,7 +416,6 @@ class EvoformerBlock {
       ln_bwd(w.ln, dln, x, s.mean, s.rstd, dx_acc, n, c);
     }
     release(dln);
-    release(dy);
     release(s.ln);
     release(s.mean);
     release(s.rstd);

@@ -1,0 +1,56 @@
+// Suite "steps": one Evoformer block training step (forward + backward) on the GPU with
+// naive or fused attention. Axes: model (an Evoformer model file: the crop and channel
+// sizes), attn (naive | fused), optional n_seq / n_res overrides. Every tensor comes from
+// the harness's pool, so peak_bytes is the block's measured high-water mark; the model's
+// StepProgram of the same block (model/evoformer_block_program.h) is recorded beside it.
+#include <cuda_runtime.h>
+
+#include <memory>
+
+#include "harness/bench/registry.h"
+#include "workloads/config_error.h"
+#include "kernels/evoformer_block/evoformer_block.cuh"
+#include "model/evoformer_block_program.h"
+
+namespace seqscale {
+namespace {
+
+EvoformerBlockDims dims_of(BenchState& s) {
+  EvoformerBlockDims d = EvoformerBlockDims::from_spec(load_model(s.get_string("model")).evoformer());
+  if (s.has("n_seq")) d.n_seq = s.get_int("n_seq");
+  if (s.has("n_res")) d.n_res = s.get_int("n_res");
+  return d;
+}
+
+SEQSCALE_BENCH(evoformer_block_cuda, "evoformer_block", "steps", Backend::kCuda, [](BenchState& s) {
+  const EvoformerBlockDims d = dims_of(s);
+  const std::string attn = s.get_string("attn");
+  if (attn != "naive" && attn != "fused") throw ConfigError("attn: expected naive or fused, got '" + attn + "'");
+  const bool fused = attn == "fused";
+  const EvoformerBlockTotals model = evoformer_block_totals(d, DType::kFp32, fused);
+  s.add_cost(KernelCost{model.fwd_flops + model.bwd_flops, 0, 0});
+  s.set_metric("model_peak_bytes", static_cast<double>(model.peak_bytes));
+  s.set_metric("fwd_flops", model.fwd_flops);
+
+  EvoformerBlockCudaOps ops(nullptr, fused, [&](std::size_t bytes) { return s.alloc(bytes); },
+                            [&](void* p) { s.release(p); });
+  EvoformerBlock<EvoformerBlockCudaOps> block(ops, d);
+  std::uint64_t seed = 1;
+  for (auto* p : block.params()) s.fill_random(p->w.p, p->w.n, DType::kFp32, seed++);
+  const std::int64_t nm = d.n_seq * d.n_res * d.c_m, nz = d.n_res * d.n_res * d.c_z;
+  auto m0 = ops.alloc(nm, MemoryKind::kActivations, "m0"), z0 = ops.alloc(nz, MemoryKind::kActivations, "z0");
+  auto dm = ops.alloc(nm, MemoryKind::kActivations, "dm_out"), dz = ops.alloc(nz, MemoryKind::kActivations, "dz_out");
+  auto dm0 = ops.alloc(nm, MemoryKind::kActivations, "dm0"), dz0 = ops.alloc(nz, MemoryKind::kActivations, "dz0");
+  s.fill_random(m0.p, nm, DType::kFp32, 101);
+  s.fill_random(z0.p, nz, DType::kFp32, 102);
+  s.fill_random(dm.p, nm, DType::kFp32, 103);
+  s.fill_random(dz.p, nz, DType::kFp32, 104);
+  s.exec([&](void* stream) {
+    ops.set_stream(static_cast<cudaStream_t>(stream));
+    block.forward(m0, z0);
+    block.backward(dm, dz, dm0, dz0);
+  });
+});
+
+}  // namespace
+}  // namespace seqscale
