@@ -21,6 +21,23 @@ CommOp op(Collective c, GroupKind g, std::int64_t size, double bytes, Phase ph, 
   return o;
 }
 
+// ZeRO-3 gathers the (stage's) parameters before each pass of each micro-batch.
+void zero3_gather(std::vector<CommOp>& ops, const Plan& p, double params, Phase ph) {
+  const std::int64_t nd = p.zero_shards();
+  if (p.zero == 3 && nd > 1)
+    ops.push_back(op(Collective::kAllGather, GroupKind::kData, nd, kParamBytes * params, ph, true));
+}
+
+// The per-step gradient reduction (and ZeRO-1/2's gather of the updated parameters).
+void data_parallel_step(std::vector<CommOp>& ops, const Plan& p, double params) {
+  const std::int64_t nd = p.zero_shards();
+  if (nd <= 1) return;
+  ops.push_back(op(p.zero >= 2 ? Collective::kReduceScatter : Collective::kAllReduce, GroupKind::kData, nd,
+                   kGradBytes * params, Phase::kBackward, true));
+  if (p.zero == 1 || p.zero == 2)
+    ops.push_back(op(Collective::kAllGather, GroupKind::kData, nd, kParamBytes * params, Phase::kOptimizer));
+}
+
 }  // namespace
 
 std::vector<CommOp> transformer_step_comm(const TransformerSpec& t, const Plan& p, const RunShape& shape,
@@ -31,12 +48,16 @@ std::vector<CommOp> transformer_step_comm(const TransformerSpec& t, const Plan& 
   const double u = p.ulysses(), tp = p.tp;
   const double sbh = s * b * h;
   const std::int64_t layers_stage = t.layers / p.pp;
+  // The interleaved schedule splits a stage's layers into vpp chunks, each its own
+  // virtual stage with its own sends and receives; 1F1B is the case of one chunk.
+  const std::int64_t chunks = p.schedule == PipeSchedule::kInterleaved ? p.vpp : 1;
+  const std::int64_t layers_chunk = layers_stage / chunks;
+  const std::int64_t virtual_stages = static_cast<std::int64_t>(p.pp) * chunks;
   const std::int64_t m = micro_batches(p, shape);
   const bool megatron_sp = p.sp == SeqParallel::kMegatron;
   const double tp_bytes = es * sbh / u;             // the [s/u, b, h] activation of a TP region
   const double a2a_bytes = es * sbh / u / tp;       // what a rank sends in one Ulysses all-to-all
   const double p2p_bytes = es * sbh / p.seq_shards();
-  const std::int64_t nd = p.zero_shards();
   const double stage_params = transformer_params(t, shape.seq) / (tp * p.pp);
 
   // One layer's pass: attention block then MLP block, each bracketed by its TP collectives;
@@ -54,33 +75,159 @@ std::vector<CommOp> transformer_step_comm(const TransformerSpec& t, const Plan& 
       }
     }
   };
-  auto z3_gather = [&](Phase ph) {
-    if (p.zero == 3 && nd > 1)
-      ops.push_back(op(Collective::kAllGather, GroupKind::kData, nd, kParamBytes * stage_params, ph, true));
+  auto p2p = [&](Phase ph, bool send) {
+    ops.push_back(op(Collective::kSendRecv, GroupKind::kPipeline, p.pp, p2p_bytes, ph, send));
   };
-  const bool first = stage == 0, last = stage == p.pp - 1;
   for (std::int64_t mb = 0; mb < m; ++mb) {
-    z3_gather(Phase::kForward);
-    if (p.pp > 1 && !first) ops.push_back(op(Collective::kSendRecv, GroupKind::kPipeline, p.pp, p2p_bytes, Phase::kForward));
-    for (std::int64_t l = 0; l < layers_stage; ++l) layer_pass(Phase::kForward);
-    if (p.pp > 1 && !last) ops.push_back(op(Collective::kSendRecv, GroupKind::kPipeline, p.pp, p2p_bytes, Phase::kForward, true));
-    z3_gather(Phase::kBackward);
-    if (p.recompute == Recompute::kFull) z3_gather(Phase::kRecompute);
-    if (p.pp > 1 && !last) ops.push_back(op(Collective::kSendRecv, GroupKind::kPipeline, p.pp, p2p_bytes, Phase::kBackward));
-    for (std::int64_t l = 0; l < layers_stage; ++l) {
-      if (p.ckpt_partitioned && p.tp > 1)
-        ops.push_back(op(Collective::kAllGather, GroupKind::kTensor, p.tp, tp_bytes, Phase::kRecompute));
-      if (p.recompute == Recompute::kFull) layer_pass(Phase::kRecompute);
-      layer_pass(Phase::kBackward);
+    zero3_gather(ops, p, stage_params, Phase::kForward);
+    for (std::int64_t c = 0; c < chunks; ++c) {
+      const std::int64_t k = c * p.pp + stage;  // this chunk's virtual stage
+      if (p.pp > 1 && k > 0) p2p(Phase::kForward, false);
+      for (std::int64_t l = 0; l < layers_chunk; ++l) layer_pass(Phase::kForward);
+      if (p.pp > 1 && k < virtual_stages - 1) p2p(Phase::kForward, true);
     }
-    if (p.pp > 1 && !first) ops.push_back(op(Collective::kSendRecv, GroupKind::kPipeline, p.pp, p2p_bytes, Phase::kBackward, true));
+    zero3_gather(ops, p, stage_params, Phase::kBackward);
+    if (p.recompute == Recompute::kFull) zero3_gather(ops, p, stage_params, Phase::kRecompute);
+    for (std::int64_t c = chunks - 1; c >= 0; --c) {
+      const std::int64_t k = c * p.pp + stage;
+      if (p.pp > 1 && k < virtual_stages - 1) p2p(Phase::kBackward, false);
+      for (std::int64_t l = 0; l < layers_chunk; ++l) {
+        if (p.ckpt_partitioned && p.tp > 1)
+          ops.push_back(op(Collective::kAllGather, GroupKind::kTensor, p.tp, tp_bytes, Phase::kRecompute));
+        if (p.recompute == Recompute::kFull) layer_pass(Phase::kRecompute);
+        layer_pass(Phase::kBackward);
+      }
+      if (p.pp > 1 && k > 0) p2p(Phase::kBackward, true);
+    }
   }
-  if (nd > 1) {
-    ops.push_back(op(p.zero >= 2 ? Collective::kReduceScatter : Collective::kAllReduce, GroupKind::kData, nd,
-                     kGradBytes * stage_params, Phase::kBackward, true));
-    if (p.zero == 1 || p.zero == 2)
-      ops.push_back(op(Collective::kAllGather, GroupKind::kData, nd, kParamBytes * stage_params, Phase::kOptimizer));
+  // Megatron-SP: each TP rank runs the LayerNorms and adds the row-parallel output biases
+  // on its own sequence shard only, so those replicated parameters' gradients are partial
+  // sums (Korthikanti et al. 2022's sequence parallelism): Megatron core all-reduces them
+  // over the TP group once per step, coalesced (finalize_model_grads.py,
+  // _allreduce_layernorm_grads: every parameter marked sequence_parallel).
+  // Per layer 2 LayerNorms (gamma, beta) + 2 biases = 6h; the final LayerNorm, 2h, on the
+  // last stage.
+  if (p.tp > 1 && megatron_sp) {
+    const double norm_params = 6.0 * h * static_cast<double>(layers_stage) + (stage == p.pp - 1 ? 2.0 * h : 0.0);
+    ops.push_back(op(Collective::kAllReduce, GroupKind::kTensor, p.tp, kGradBytes * norm_params, Phase::kBackward, true));
   }
+  data_parallel_step(ops, p, stage_params);
+  return ops;
+}
+
+std::vector<CommOp> evoformer_step_comm(const EvoformerSpec& e, const Plan& p, const RunShape& shape) {
+  std::vector<CommOp> ops;
+  const double n_res = static_cast<double>(shape.seq > 0 ? shape.seq : e.n_res);
+  const double b = static_cast<double>(shape.micro_batch), es = static_cast<double>(dtype_bytes(e.dtype));
+  const double dap = p.dap;
+  const double pair_channel = es * b * n_res * n_res;  // one channel of z over all rows
+  const double params = evoformer_params(e);
+  const std::int64_t m = micro_batches(p, shape);
+
+  // One block's forward collectives, in FastFold's order (see the header).
+  struct Coll {
+    Collective c;
+    double bytes;
+    bool overlappable;
+  };
+  auto block = [&](std::int64_t rows, std::int64_t c_msa, const AttentionDims& row_attn) {
+    const double r = static_cast<double>(rows), cz = static_cast<double>(e.c_z);
+    const double msa_a2a = es * b * r * n_res * static_cast<double>(c_msa) / dap, pair_a2a = pair_channel * cz / dap;
+    const double tri_mul = pair_channel * static_cast<double>(e.c_hidden_tri_mul);
+    const double tri_bias = pair_channel * static_cast<double>(e.triangle.heads);
+    const double opm = es * b * r * n_res * static_cast<double>(e.c_hidden_opm);
+    const Collective ag = Collective::kAllGather, a2a = Collective::kAllToAll;
+    return std::vector<Coll>{
+        {ag, pair_channel * static_cast<double>(row_attn.heads), false},  // MSA row attention's pair bias
+        {a2a, msa_a2a, false},                                            // m rows -> columns
+        {ag, opm, false},                                                 // outer product mean, right side
+        {a2a, msa_a2a, true},                                             // m columns -> rows, behind the pair stack
+        {ag, tri_mul, false},   {a2a, pair_a2a, false},                   // triangle multiplication outgoing
+        {ag, tri_mul, false},   {a2a, pair_a2a, false},                   // triangle multiplication incoming
+        {ag, tri_bias, false},  {a2a, pair_a2a, false},                   // triangle attention, starting node
+        {ag, tri_bias, false},  {a2a, pair_a2a, false},                   // triangle attention, ending node
+    };
+  };
+  const std::vector<Coll> main_block = block(e.n_seq, e.c_m, e.msa);
+  const std::vector<Coll> extra_block = block(e.n_extra, e.c_e, e.extra_msa);
+  auto forward = [&](const std::vector<Coll>& blk, Phase ph) {
+    for (const Coll& c : blk)
+      if (c.bytes > 0) ops.push_back(op(c.c, GroupKind::kDap, p.dap, c.bytes, ph, c.overlappable));
+  };
+  // Backward in reverse: an all-to-all's gradient goes back by one of the same size, an
+  // all-gather's (a partial sum on every rank) by a reduce-scatter of the gathered size.
+  auto backward = [&](const std::vector<Coll>& blk) {
+    if (p.recompute != Recompute::kNone) forward(blk, Phase::kRecompute);  // block checkpoints
+    for (auto it = blk.rbegin(); it != blk.rend(); ++it) {
+      if (it->bytes <= 0) continue;
+      const Collective c = it->c == Collective::kAllGather ? Collective::kReduceScatter : it->c;
+      ops.push_back(op(c, GroupKind::kDap, p.dap, it->bytes, Phase::kBackward, it->overlappable));
+    }
+  };
+  for (std::int64_t mb = 0; mb < m; ++mb) {
+    zero3_gather(ops, p, params, Phase::kForward);
+    if (p.dap > 1) {
+      for (std::int64_t i = 0; i < e.extra_blocks; ++i) forward(extra_block, Phase::kForward);
+      for (std::int64_t i = 0; i < e.blocks; ++i) forward(main_block, Phase::kForward);
+    }
+    zero3_gather(ops, p, params, Phase::kBackward);
+    if (p.recompute != Recompute::kNone) zero3_gather(ops, p, params, Phase::kRecompute);
+    if (p.dap > 1) {
+      for (std::int64_t i = 0; i < e.blocks; ++i) backward(main_block);
+      for (std::int64_t i = 0; i < e.extra_blocks; ++i) backward(extra_block);
+    }
+  }
+  // Each DAP rank saw a shard of every block's input: the replicated weights' gradients
+  // are partial sums until all-reduced over the DAP group.
+  if (p.dap > 1)
+    ops.push_back(op(Collective::kAllReduce, GroupKind::kDap, p.dap, kGradBytes * params, Phase::kBackward, true));
+  data_parallel_step(ops, p, params);
+  return ops;
+}
+
+std::vector<CommOp> lss_attention_comm(const LssAttention& a) {
+  std::vector<CommOp> ops;
+  const double es = static_cast<double>(dtype_bytes(a.dtype));
+  // k and v of every token of the sequence, fused into one buffer (the gathered size).
+  const double kv = es * static_cast<double>(a.seq * a.micro_batch * 2 * a.kv_width);
+  for (std::int64_t mb = 0; mb < a.micro_batches && a.sp > 1; ++mb) {
+    for (std::int64_t l = 0; l < a.layers; ++l)
+      ops.push_back(op(Collective::kAllGather, GroupKind::kSequence, a.sp, kv, Phase::kForward));
+    for (std::int64_t l = 0; l < a.layers; ++l)
+      ops.push_back(op(Collective::kReduceScatter, GroupKind::kSequence, a.sp, kv, Phase::kBackward));
+  }
+  // Double gradient averaging: over the segments of one sequence, then over the replicas.
+  if (a.sp > 1)
+    ops.push_back(op(Collective::kAllReduce, GroupKind::kSequence, a.sp, a.weight_grad_bytes, Phase::kBackward, true));
+  if (a.dp > 1)
+    ops.push_back(op(Collective::kAllReduce, GroupKind::kData, a.dp, a.weight_grad_bytes, Phase::kBackward, true));
+  return ops;
+}
+
+std::int64_t moe_capacity(const MoeLayers& m) {
+  // ceil(cf T k / E), tolerating the binary rounding of a decimal factor (1.1 * 10 slots
+  // is 11.000000000000002 in doubles, and 11 slots).
+  const double slots = m.capacity_factor * static_cast<double>(m.tokens * m.top_k) / static_cast<double>(m.experts);
+  return static_cast<std::int64_t>(std::ceil(slots * (1.0 - 1e-12)));
+}
+
+std::vector<CommOp> moe_comm(const MoeLayers& m) {
+  std::vector<CommOp> ops;
+  if (m.ep <= 1) return ops;
+  const double es = static_cast<double>(dtype_bytes(m.dtype));
+  // Every rank sends its whole padded dispatch buffer [E][C][H], whatever the routing.
+  const double a2a = es * static_cast<double>(m.experts * moe_capacity(m) * m.hidden);
+  for (std::int64_t mb = 0; mb < m.micro_batches; ++mb) {
+    for (std::int64_t l = 0; l < m.layers; ++l)
+      for (int i = 0; i < 2; ++i)  // dispatch, combine
+        ops.push_back(op(Collective::kAllToAll, GroupKind::kExpert, m.ep, a2a, Phase::kForward));
+    for (std::int64_t l = 0; l < m.layers; ++l)
+      for (int i = 0; i < 2; ++i)  // d(combine), d(dispatch)
+        ops.push_back(op(Collective::kAllToAll, GroupKind::kExpert, m.ep, a2a, Phase::kBackward));
+  }
+  const double router_params = static_cast<double>(m.hidden * m.experts * m.layers);
+  ops.push_back(op(Collective::kAllReduce, GroupKind::kExpert, m.ep, m.router_grad_bytes_per_param * router_params,
+                   Phase::kBackward, true));
   return ops;
 }
 

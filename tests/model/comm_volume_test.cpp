@@ -9,8 +9,9 @@
 //   tensor_parallel  tokens 6, hidden 8: ONE MLP block per step; a model layer has two TP
 //                    blocks (attention, MLP), so the layer's bytes per pass are 2x
 //   megatron_sp      tokens 16, hidden 8: one AG/RS pair per pass around one block (2x per
-//                    layer); its d(gamma) all-reduce (LayerNorm weight, 4h bytes) is not
-//                    in the model (comm_volume.h lists it as a known gap) and is left out
+//                    layer); its d(gamma) all-reduce (one norm weight, 4h bytes) stands for
+//                    the model's per-step norm-gradient all-reduce (6h a layer + 2h final
+//                    LayerNorm), compared apart from the activations
 //   ulysses          seq 16, heads 8, head_dim 4 (hidden 32): one attention per layer, equal
 //   zero1..3         Psi = 64 fp32 parameters, 2 steps; compared in units of Psi bytes
 //   pipeline_1f1b    message [batch 2, hidden 8] fp32, 2*pp micro-batches: seq 2
@@ -96,7 +97,12 @@ TEST(CommVolume, TensorParallelMatchesStrategyPerBlock) {
 TEST(CommVolume, MegatronSpMatchesStrategyAndPlainTpVolume) {
   for (int tp : {2, 4, 8}) {
     const Plan plan = plan_of(tp, 1, 1, SeqParallel::kMegatron);
-    const auto ops = comm_ops(build_transformer_program(tiny(8, 8), plan, shape_of(16)));
+    // The activations' collectives, and apart the norm gradients' one all-reduce per step.
+    std::vector<CommOp> ops, norms;
+    for (const auto& o : comm_ops(build_transformer_program(tiny(8, 8), plan, shape_of(16))))
+      (o.collective == Collective::kAllReduce ? norms : ops).push_back(o);
+    ASSERT_EQ(norms.size(), 1u) << "tp=" << tp;
+    EXPECT_EQ(norms[0].bytes, static_cast<std::int64_t>(kGradBytes * 8 * 8)) << "tp=" << tp;  // (6h + 2h) grads
     const auto model = by_key(ops);
     const auto strat = by_key(declared("megatron_sp", plan), 8 * 4);  // without d(gamma)
     ASSERT_EQ(model.size(), strat.size()) << "tp=" << tp;
