@@ -211,22 +211,31 @@ void evoformer_time(const EvoformerSpec& ev, const ClusterSpec& c, const Plan& p
   const double t_extra = attention(n_extra, ev.extra_msa, n_res) + 2.0 * attention(n_res, ev.triangle, n_res) +
                          block_linear(n_extra, static_cast<double>(ev.c_e));
   const double recompute = p.recompute == Recompute::kNone ? 1.0 : 4.0 / 3.0;
-  double t_dap = 0;
-  if (p.dap > 1) {
-    // FastFold DAP: ~4 all-to-alls per block fwd (x2 bwd) of the MSA or pair tensor shard;
-    // "duality async" overlaps half of it.
-    const double bytes = es * std::max(n_seq * n_res * static_cast<double>(ev.c_m), n_res * n_res * cz) / dap;
-    const Placement pl = place(p.dap, 1, c);
-    t_dap = 0.5 * 3.0 * 4.0 * coll(Collective::kAllToAll, p.dap, bytes, pl, c, cal);
+  // Communication: the ops of model/comm_volume.h (evoformer_step_comm, the volumes the
+  // dap strategy is measured against), priced one distinct op at a time. FastFold's
+  // "duality async" hides the overlappable all-to-alls behind the pair stack about half.
+  double dap_total = 0, dp_total = 0;
+  std::map<std::tuple<Collective, GroupKind, std::int64_t>, double> priced;
+  for (const CommOp& op : evoformer_step_comm(ev, p, shape)) {
+    const auto key = std::make_tuple(op.collective, op.group, op.bytes);
+    auto it = priced.find(key);
+    if (it == priced.end()) {
+      const bool dap_group = op.group == GroupKind::kDap;
+      const Placement pl = dap_group ? place(p.dap, 1, c) : place(p.zero_shards(), p.dap, c);
+      it = priced.emplace(key, coll(op.collective, op.group_size, static_cast<double>(op.bytes), pl, c, cal)).first;
+    }
+    if (op.group == GroupKind::kDap) {
+      dap_total += (op.overlappable ? 0.5 : 1.0) * it->second;
+    } else {
+      dp_total += it->second;
+    }
   }
   const double blocks = static_cast<double>(ev.blocks), extra = static_cast<double>(ev.extra_blocks);
   const double m = static_cast<double>(micro_batches(p, shape));
   e.time.compute = m * recompute * (blocks * t_main + extra * t_extra);
-  e.time.sp_comm = m * (blocks + extra) * t_dap;
+  e.time.sp_comm = dap_total;  // already per step: the ops repeat per block and micro-batch
   const double params = evoformer_params(ev);
-  if (p.zero_shards() > 1) {
-    e.time.dp_comm = coll(Collective::kAllReduce, p.zero_shards(), kGradBytes * params, place(p.zero_shards(), p.dap, c), c, cal);
-  }
+  e.time.dp_comm = dp_total;
   e.time.optimizer = op_time("optimizer", 0, 32.0 * params, DType::kFp32, c, cal);
   e.time.step = e.time.compute + e.time.sp_comm + e.time.dp_comm + e.time.optimizer;
   e.tokens_per_s = static_cast<double>(e.shape.global_batch) * n_res / e.time.step;
