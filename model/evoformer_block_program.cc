@@ -131,6 +131,27 @@ class RecordingOps {
     check({&y, &x});
     elementwise({n}, static_cast<double>(n), static_cast<double>(n) * static_cast<double>(2 * y.elem + x.elem));
   }
+  // Global column attention (extra-MSA blocks): the row reductions and the small softmax.
+  void sum_rows(const Tensor& x, Tensor& y, std::int64_t batch, std::int64_t rows, std::int64_t cols, double) {
+    check({&x, &y});
+    const double n = static_cast<double>(batch * rows * cols);
+    elementwise({batch, rows, cols}, n, n * static_cast<double>(x.elem) + static_cast<double>(batch * cols * y.elem));
+  }
+  void broadcast_rows(const Tensor& x, Tensor& y, std::int64_t batch, std::int64_t rows, std::int64_t cols, double) {
+    check({&x, &y});
+    const double n = static_cast<double>(batch * rows * cols);
+    elementwise({batch, rows, cols}, n, n * static_cast<double>(y.elem) + static_cast<double>(batch * cols * x.elem));
+  }
+  void softmax_rows(const Tensor& x, Tensor& y, std::int64_t rows, std::int64_t cols) {
+    check({&x, &y});
+    const double n = static_cast<double>(rows * cols);
+    elementwise({rows, cols}, 5.0 * n, n * static_cast<double>(x.elem + y.elem));  // max, sub, exp, sum, div
+  }
+  void softmax_rows_bwd(const Tensor& dy, const Tensor& y, Tensor& dx, std::int64_t rows, std::int64_t cols) {
+    check({&dy, &y, &dx});
+    const double n = static_cast<double>(rows * cols);
+    elementwise({rows, cols}, 4.0 * n, n * static_cast<double>(dy.elem + y.elem + dx.elem));
+  }
   void permute_0213(const Tensor& x, Tensor& y, std::int64_t d0, std::int64_t d1, std::int64_t d2, std::int64_t d3) {
     check({&x, &y});
     const double n = static_cast<double>(d0 * d1 * d2 * d3);

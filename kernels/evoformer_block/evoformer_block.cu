@@ -81,6 +81,65 @@ __global__ void permute_0213_kernel(const float* x, float* y, std::int64_t d0, s
   }
 }
 
+// y[b][c] = alpha sum_r x[b][r][c]: one thread per (b, c), rows in order (deterministic).
+__global__ void sum_rows_kernel(const float* x, float* y, std::int64_t batch, std::int64_t rows, std::int64_t cols,
+                                float alpha) {
+  const std::int64_t n = batch * cols;
+  for (std::int64_t o = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; o < n; o += std::int64_t{gridDim.x} * blockDim.x) {
+    const std::int64_t b = o / cols, c = o % cols;
+    float acc = 0.f;
+    for (std::int64_t r = 0; r < rows; ++r) acc += x[(b * rows + r) * cols + c];
+    y[o] = alpha * acc;
+  }
+}
+
+__global__ void broadcast_rows_kernel(const float* x, float* y, std::int64_t batch, std::int64_t rows,
+                                      std::int64_t cols, float alpha) {
+  const std::int64_t n = batch * rows * cols;
+  for (std::int64_t o = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; o < n; o += std::int64_t{gridDim.x} * blockDim.x) {
+    const std::int64_t c = o % cols, b = o / (rows * cols);
+    y[o] = alpha * x[b * cols + c];
+  }
+}
+
+__device__ float warp_reduce_max(float v) {
+  for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
+  return v;
+}
+__device__ float warp_reduce_sum(float v) {
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+  return v;
+}
+
+// One warp per row (the global attention's rows are N_extra long: a strided warp loop).
+__global__ void softmax_rows_kernel(const float* x, float* y, std::int64_t rows, std::int64_t cols) {
+  const std::int64_t row = blockIdx.x * std::int64_t{blockDim.x / 32} + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  const float* xr = x + row * cols;
+  float* yr = y + row * cols;
+  float mx = -INFINITY;
+  for (std::int64_t c = lane; c < cols; c += 32) mx = fmaxf(mx, xr[c]);
+  mx = warp_reduce_max(mx);
+  float sum = 0.f;
+  for (std::int64_t c = lane; c < cols; c += 32) sum += __expf(xr[c] - mx);
+  sum = warp_reduce_sum(sum);
+  const float inv = 1.f / sum;
+  for (std::int64_t c = lane; c < cols; c += 32) yr[c] = __expf(xr[c] - mx) * inv;
+}
+
+__global__ void softmax_rows_bwd_kernel(const float* dy, const float* y, float* dx, std::int64_t rows, std::int64_t cols) {
+  const std::int64_t row = blockIdx.x * std::int64_t{blockDim.x / 32} + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  const float* dyr = dy + row * cols;
+  const float* yr = y + row * cols;
+  float dot = 0.f;
+  for (std::int64_t c = lane; c < cols; c += 32) dot += dyr[c] * yr[c];
+  dot = warp_reduce_sum(dot);
+  for (std::int64_t c = lane; c < cols; c += 32) dx[row * cols + c] = yr[c] * (dyr[c] - dot);
+}
+
 }  // namespace
 
 using Ops = EvoformerBlockCudaOps;
@@ -238,6 +297,28 @@ void Ops::permute_0213(const Tensor& x, Tensor& y, std::int64_t d0, std::int64_t
     return;
   }
   permute_0213_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(x.p, y.p, d0, d1, d2, d3);
+  CUDA_CHECK_LAUNCH();
+}
+
+void Ops::sum_rows(const Tensor& x, Tensor& y, std::int64_t batch, std::int64_t rows, std::int64_t cols, double alpha) {
+  sum_rows_kernel<<<blocks_for(batch * cols), kThreads, 0, stream_>>>(x.p, y.p, batch, rows, cols, static_cast<float>(alpha));
+  CUDA_CHECK_LAUNCH();
+}
+
+void Ops::broadcast_rows(const Tensor& x, Tensor& y, std::int64_t batch, std::int64_t rows, std::int64_t cols,
+                         double alpha) {
+  broadcast_rows_kernel<<<blocks_for(batch * rows * cols), kThreads, 0, stream_>>>(x.p, y.p, batch, rows, cols,
+                                                                                   static_cast<float>(alpha));
+  CUDA_CHECK_LAUNCH();
+}
+
+void Ops::softmax_rows(const Tensor& x, Tensor& y, std::int64_t rows, std::int64_t cols) {
+  softmax_rows_kernel<<<static_cast<unsigned>((rows + 7) / 8), 256, 0, stream_>>>(x.p, y.p, rows, cols);
+  CUDA_CHECK_LAUNCH();
+}
+
+void Ops::softmax_rows_bwd(const Tensor& dy, const Tensor& y, Tensor& dx, std::int64_t rows, std::int64_t cols) {
+  softmax_rows_bwd_kernel<<<static_cast<unsigned>((rows + 7) / 8), 256, 0, stream_>>>(dy.p, y.p, dx.p, rows, cols);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -1,11 +1,13 @@
 // Suite "steps": one Evoformer block training step (forward + backward) on the GPU with
 // naive or fused attention. Axes: model (an Evoformer model file: the crop and channel
-// sizes), attn (naive | fused), optional n_seq / n_res overrides. Every tensor comes from
+// sizes), attn (naive | fused), optional stack (main | extra_msa: the extra-MSA stack's
+// block, N_extra rows with global column attention) and n_seq / n_res overrides. Every tensor comes from
 // the harness's pool, so peak_bytes is the block's measured high-water mark; the model's
 // StepProgram of the same block (model/evoformer_block_program.h) is recorded beside it.
 #include <cuda_runtime.h>
 
 #include <memory>
+#include <string>
 
 #include "harness/bench/registry.h"
 #include "workloads/config_error.h"
@@ -16,7 +18,10 @@ namespace seqscale {
 namespace {
 
 EvoformerBlockDims dims_of(BenchState& s) {
-  EvoformerBlockDims d = EvoformerBlockDims::from_spec(load_model(s.get_string("model")).evoformer());
+  const EvoformerSpec spec = load_model(s.get_string("model")).evoformer();
+  const std::string stack = s.has("stack") ? s.get_string("stack") : "main";
+  if (stack != "main" && stack != "extra_msa") throw ConfigError("stack: expected main or extra_msa, got '" + stack + "'");
+  EvoformerBlockDims d = stack == "main" ? EvoformerBlockDims::from_spec(spec) : EvoformerBlockDims::extra_msa_from_spec(spec);
   if (s.has("n_seq")) d.n_seq = s.get_int("n_seq");
   if (s.has("n_res")) d.n_res = s.get_int("n_res");
   return d;

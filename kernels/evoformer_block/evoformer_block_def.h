@@ -5,7 +5,10 @@
 //   z2 = z1 + TriangleMultiplicationOutgoing(z1)  z3 = z2 + TriangleMultiplicationIncoming(z2)
 //   z4 = z3 + TriangleAttentionStartingNode(z3)   z5 = z4 + TriangleAttentionEndingNode(z4)
 //   z6 = z5 + PairTransition(z5)
-// m [N_seq, N_res, c_m], z [N_res, N_res, c_z], row-major. Dropout is left out (it changes
+// m [N_seq, N_res, c_m], z [N_res, N_res, c_z], row-major. With `global_column` the block
+// is an extra-MSA stack block (Algorithm 18): m is the extra MSA [N_extra, N_res, c_e] and
+// the column attention is MSAColumnGlobalAttention (Algorithm 19: one mean query per head,
+// a single shared key and value head), so nothing of size N_extra^2 exists. Dropout is left out (it changes
 // neither FLOPs nor what is stored) and OuterProductMean divides by N_seq (no MSA mask).
 //
 // The same text runs on three backends, so what is priced is what is run:
@@ -27,12 +30,16 @@
 //   sigmoid_mul_bwd(dy, g, x, dg, dx, n)   (either output may be a null tensor)
 //   relu(x, y, n) / relu_bwd(dy, y, dx, n)
 //   add(a, b, y, n) y = a + b;  accumulate(y, x, n) y += x
+//   sum_rows(x, y, batch, rows, cols, alpha)        y[b][c] = alpha sum_r x[b][r][c]
+//   broadcast_rows(x, y, batch, rows, cols, alpha)  y[b][r][c] = alpha x[b][c]
+//   softmax_rows(x, y, rows, cols) / softmax_rows_bwd(dy, y, dx, rows, cols)  (in place ok)
 //   permute_0213(x, y, d0, d1, d2, d3)     y[a][c][b][d] = x[a][b][c][d]
 //   Saved attention_fwd(q, k, v, bias_or_null, o, rows, len, heads, head_dim)
 //       Evoformer attention (kernels/evoformer_attn) on [rows, len, heads, head_dim] with an
 //       optional pair bias [heads, len, len] broadcast over rows; no mask
 //   attention_bwd(saved, d_o, dq, dk, dv, dbias_or_null); release_saved(saved)
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -46,10 +53,16 @@ struct EvoformerBlockDims {
   std::int64_t msa_heads = 0, msa_head_dim = 0;  // row and column attention
   std::int64_t tri_heads = 0, tri_head_dim = 0;  // triangle attention
   std::int64_t c_opm = 32, c_tri_mul = 128, transition = 4;
+  bool global_column = false;  // extra-MSA stack block
 
   static EvoformerBlockDims from_spec(const EvoformerSpec& e) {
     return {e.n_seq, e.n_res, e.c_m, e.c_z, e.msa.heads, e.msa.head_dim, e.triangle.heads, e.triangle.head_dim,
-            e.c_hidden_opm, e.c_hidden_tri_mul, e.transition_factor};
+            e.c_hidden_opm, e.c_hidden_tri_mul, e.transition_factor, false};
+  }
+  // The extra-MSA stack's block at the same crop: N_extra rows of c_e channels.
+  static EvoformerBlockDims extra_msa_from_spec(const EvoformerSpec& e) {
+    return {e.n_extra, e.n_res, e.c_e, e.c_z, e.extra_msa.heads, e.extra_msa.head_dim, e.triangle.heads,
+            e.triangle.head_dim, e.c_hidden_opm, e.c_hidden_tri_mul, e.transition_factor, true};
   }
 };
 
@@ -79,7 +92,8 @@ class EvoformerBlock {
     z0_ = z0;
     row_ = attention_fwd(row_w_, m0, S, R, cm, &z0, /*bias_from_self=*/false, /*transposed=*/false);
     m1_ = residual(m0, row_.out, nm, "m1");
-    col_ = attention_fwd(col_w_, m1_, R, S, cm, nullptr, false, /*transposed=*/true);
+    col_ = d_.global_column ? global_attention_fwd(col_w_, m1_, R, S, cm)
+                            : attention_fwd(col_w_, m1_, R, S, cm, nullptr, false, /*transposed=*/true);
     m2_ = residual(m1_, col_.out, nm, "m2");
     msa_tr_ = transition_fwd(msa_tr_w_, m2_, S * R, cm);
     m_out = residual(m2_, msa_tr_.out, nm, "m3");
@@ -125,7 +139,11 @@ class EvoformerBlock {
     release(m_out);
     transition_bwd(msa_tr_w_, msa_tr_, m2_, dm, S * R, cm);
     release(m2_);
-    attention_bwd(col_w_, col_, m1_, dm, nullptr);
+    if (d_.global_column) {
+      global_attention_bwd(col_w_, col_, dm);
+    } else {
+      attention_bwd(col_w_, col_, m1_, dm, nullptr);
+    }
     release(m1_);
     attention_bwd(row_w_, row_, m0_, dm, &dz0);
     copy(dm, dm0, nm);
@@ -140,12 +158,13 @@ class EvoformerBlock {
     Linear q, k, v, g, o;
     LayerNormW ln_bias;   // MSA row attention: LayerNorm of z for the pair bias
     Linear bias;          // [c_z, heads], no bias term
-    bool pair_bias = false, ln_bias_separate = false;
+    bool pair_bias = false, ln_bias_separate = false, global = false;
     std::int64_t heads = 0, head_dim = 0, c_in = 0;
   };
   struct AttnSaved {
     T xt{}, ln{}, mean{}, rstd{}, q{}, k{}, v{}, g{}, o{}, og{}, out{};
     T zln{}, zmean{}, zrstd{}, bias_lin{}, bias{};
+    T qbar{}, gprobs{}, obar{};  // global attention: mean query, [rows, heads, len], output
     typename Ops::Saved attn{};
     std::int64_t rows = 0, len = 0;
     bool transposed = false, bias_from_self = false, has_bias = false;
@@ -177,17 +196,18 @@ class EvoformerBlock {
 
   // Built in place: params_ keeps pointers into the members.
   void make_attention(AttnW& a, std::int64_t c_in, std::int64_t heads, std::int64_t head_dim, bool pair_bias,
-                      bool ln_bias_separate, const char* what) {
+                      bool ln_bias_separate, const char* what, bool global = false) {
     a.heads = heads;
     a.head_dim = head_dim;
     a.c_in = c_in;
     a.pair_bias = pair_bias;
     a.ln_bias_separate = ln_bias_separate;
-    const std::int64_t hd = heads * head_dim;
+    a.global = global;
+    const std::int64_t hd = heads * head_dim, kv = global ? head_dim : hd;  // global: one key/value head
     a.ln = make_ln(c_in, what);
     a.q = make_linear(c_in, hd, false, what);
-    a.k = make_linear(c_in, hd, false, what);
-    a.v = make_linear(c_in, hd, false, what);
+    a.k = make_linear(c_in, kv, false, what);
+    a.v = make_linear(c_in, kv, false, what);
     a.g = make_linear(c_in, hd, true, what);
     a.o = make_linear(hd, c_in, true, what);
     collect(a.ln);
@@ -228,7 +248,8 @@ class EvoformerBlock {
 
   void declare() {
     make_attention(row_w_, d_.c_m, d_.msa_heads, d_.msa_head_dim, true, true, "msa_row_attention");
-    make_attention(col_w_, d_.c_m, d_.msa_heads, d_.msa_head_dim, false, false, "msa_column_attention");
+    make_attention(col_w_, d_.c_m, d_.msa_heads, d_.msa_head_dim, false, false,
+                   d_.global_column ? "msa_column_global_attention" : "msa_column_attention", d_.global_column);
     make_transition(msa_tr_w_, d_.c_m, "msa_transition");
     opm_w_ = OpmW{make_ln(d_.c_m, "outer_product_mean"), make_linear(d_.c_m, d_.c_opm, true, "outer_product_mean"),
                   make_linear(d_.c_m, d_.c_opm, true, "outer_product_mean"),
@@ -415,6 +436,108 @@ class EvoformerBlock {
     } else {
       ln_bwd(w.ln, dln, x, s.mean, s.rstd, dx_acc, n, c);
     }
+    release(dln);
+    release(s.ln);
+    release(s.mean);
+    release(s.rstd);
+  }
+
+  // ---- global column attention (extra-MSA stack, Algorithm 19) ---------------------------
+  // x [len, rows, c] (len = N_extra): per column r, q_bar = mean_s q_s [heads, D]; one key
+  // and value head k, v [len, D]; a = softmax(q_bar k^T / sqrt(D)) [heads, len];
+  // o = a v [heads, D], broadcast over s and gated: out_s = (sigmoid(g_s) * o) Wo + bo.
+  AttnSaved global_attention_fwd(AttnW& w, const T& x, std::int64_t rows, std::int64_t len, std::int64_t c) {
+    AttnSaved s;
+    s.rows = rows;
+    s.len = len;
+    s.transposed = true;
+    const std::int64_t n = rows * len, H = w.heads, D = w.head_dim, hd = H * D;
+    s.xt = ops_.alloc(n * c, MemoryKind::kActivations, "attention_input_transposed");
+    ops_.permute_0213(x, s.xt, 1, len, rows, c);
+    ln_fwd(w.ln, s.xt, n, c, s.ln, s.mean, s.rstd);
+    s.q = ops_.alloc(n * hd, MemoryKind::kActivations, "q");
+    s.k = ops_.alloc(n * D, MemoryKind::kActivations, "k");
+    s.v = ops_.alloc(n * D, MemoryKind::kActivations, "v");
+    s.g = ops_.alloc(n * hd, MemoryKind::kActivations, "gate");
+    linear_fwd(w.q, s.ln, s.q, n, c, hd);
+    linear_fwd(w.k, s.ln, s.k, n, c, D);
+    linear_fwd(w.v, s.ln, s.v, n, c, D);
+    linear_fwd(w.g, s.ln, s.g, n, c, hd);
+    s.qbar = ops_.alloc(rows * hd, MemoryKind::kActivations, "global_query");
+    ops_.sum_rows(s.q, s.qbar, rows, len, hd, 1.0 / static_cast<double>(len));
+    s.gprobs = ops_.alloc(rows * H * len, MemoryKind::kActivations, "global_attention_probs");
+    ops_.gemm(false, true, H, len, D, 1.0 / std::sqrt(static_cast<double>(D)), s.qbar, s.k, 0.0, s.gprobs, rows);
+    ops_.softmax_rows(s.gprobs, s.gprobs, rows * H, len);
+    s.obar = ops_.alloc(rows * hd, MemoryKind::kActivations, "global_attention_out");
+    ops_.gemm(false, false, H, D, len, 1.0, s.gprobs, s.v, 0.0, s.obar, rows);
+    T ob = ops_.alloc(n * hd, MemoryKind::kWorkspace, "global_attention_out_broadcast");
+    ops_.broadcast_rows(s.obar, ob, rows, len, hd, 1.0);
+    s.og = ops_.alloc(n * hd, MemoryKind::kActivations, "gated_out");
+    ops_.sigmoid_mul(s.g, ob, s.og, n * hd);
+    release(ob);
+    T y = ops_.alloc(n * c, MemoryKind::kActivations, "attention_projection");
+    linear_fwd(w.o, s.og, y, n, hd, c);
+    s.out = ops_.alloc(n * c, MemoryKind::kActivations, "attention_module_out");
+    ops_.permute_0213(y, s.out, 1, rows, len, c);
+    release(y);
+    return s;
+  }
+
+  void global_attention_bwd(AttnW& w, AttnSaved& s, T& dx_acc) {
+    const std::int64_t rows = s.rows, len = s.len, n = rows * len, c = w.c_in, H = w.heads, D = w.head_dim, hd = H * D;
+    const double inv_sqrt_d = 1.0 / std::sqrt(static_cast<double>(D));
+    T dy = ops_.alloc(n * c, MemoryKind::kWorkspace, "d_attention_out");
+    ops_.permute_0213(dx_acc, dy, 1, len, rows, c);
+    T dog = ops_.alloc(n * hd, MemoryKind::kWorkspace, "d_gated_out");
+    linear_bwd(w.o, s.og, dy, &dog, false, n, hd, c);
+    release(dy);
+    release(s.og);
+    T ob = ops_.alloc(n * hd, MemoryKind::kWorkspace, "global_attention_out_broadcast");
+    ops_.broadcast_rows(s.obar, ob, rows, len, hd, 1.0);
+    T dg = ops_.alloc(n * hd, MemoryKind::kWorkspace, "d_gate");
+    T dob = ops_.alloc(n * hd, MemoryKind::kWorkspace, "d_global_attention_out_broadcast");
+    ops_.sigmoid_mul_bwd(dog, s.g, ob, dg, dob, n * hd);
+    release(dog);
+    release(ob);
+    T dobar = ops_.alloc(rows * hd, MemoryKind::kWorkspace, "d_global_attention_out");
+    ops_.sum_rows(dob, dobar, rows, len, hd, 1.0);
+    release(dob);
+    T dprobs = ops_.alloc(rows * H * len, MemoryKind::kWorkspace, "d_global_attention_probs");
+    ops_.gemm(false, true, H, len, D, 1.0, dobar, s.v, 0.0, dprobs, rows);
+    T dv = ops_.alloc(n * D, MemoryKind::kWorkspace, "dv");
+    ops_.gemm(true, false, len, D, H, 1.0, s.gprobs, dobar, 0.0, dv, rows);
+    release(dobar);
+    release(s.obar);
+    ops_.softmax_rows_bwd(dprobs, s.gprobs, dprobs, rows * H, len);
+    release(s.gprobs);
+    T dqbar = ops_.alloc(rows * hd, MemoryKind::kWorkspace, "d_global_query");
+    ops_.gemm(false, false, H, D, len, inv_sqrt_d, dprobs, s.k, 0.0, dqbar, rows);
+    T dk = ops_.alloc(n * D, MemoryKind::kWorkspace, "dk");
+    ops_.gemm(true, false, len, D, H, inv_sqrt_d, dprobs, s.qbar, 0.0, dk, rows);
+    release(dprobs);
+    release(s.qbar);
+    T dq = ops_.alloc(n * hd, MemoryKind::kWorkspace, "dq");
+    ops_.broadcast_rows(dqbar, dq, rows, len, hd, 1.0 / static_cast<double>(len));
+    release(dqbar);
+    T dln = ops_.alloc(n * c, MemoryKind::kWorkspace, "d_layernorm_out");
+    linear_bwd(w.q, s.ln, dq, &dln, false, n, c, hd);
+    linear_bwd(w.k, s.ln, dk, &dln, true, n, c, D);
+    linear_bwd(w.v, s.ln, dv, &dln, true, n, c, D);
+    linear_bwd(w.g, s.ln, dg, &dln, true, n, c, hd);
+    release(dq);
+    release(dk);
+    release(dv);
+    release(dg);
+    release(s.q);
+    release(s.k);
+    release(s.v);
+    release(s.g);
+    T dxt = ops_.alloc(n * c, MemoryKind::kWorkspace, "d_attention_input_transposed");
+    ops_.permute_0213(dx_acc, dxt, 1, len, rows, c);
+    ln_bwd(w.ln, dln, s.xt, s.mean, s.rstd, dxt, n, c);
+    ops_.permute_0213(dxt, dx_acc, 1, rows, len, c);
+    release(dxt);
+    release(s.xt);
     release(dln);
     release(s.ln);
     release(s.mean);

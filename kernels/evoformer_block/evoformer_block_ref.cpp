@@ -154,6 +154,41 @@ void Ops::permute_0213(const Tensor& x, Tensor& y, std::int64_t d0, std::int64_t
       }
 }
 
+void Ops::sum_rows(const Tensor& x, Tensor& y, std::int64_t batch, std::int64_t rows, std::int64_t cols, double alpha) {
+  for (std::int64_t b = 0; b < batch; ++b)
+    for (std::int64_t c = 0; c < cols; ++c) {
+      double acc = 0;
+      for (std::int64_t r = 0; r < rows; ++r) acc += x.p[(b * rows + r) * cols + c];
+      y.p[b * cols + c] = alpha * acc;
+    }
+}
+
+void Ops::broadcast_rows(const Tensor& x, Tensor& y, std::int64_t batch, std::int64_t rows, std::int64_t cols,
+                         double alpha) {
+  for (std::int64_t b = 0; b < batch; ++b)
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t c = 0; c < cols; ++c) y.p[(b * rows + r) * cols + c] = alpha * x.p[b * cols + c];
+}
+
+void Ops::softmax_rows(const Tensor& x, Tensor& y, std::int64_t rows, std::int64_t cols) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const double* xr = x.p + r * cols;
+    double* yr = y.p + r * cols;
+    const double mx = *std::max_element(xr, xr + cols);
+    double sum = 0;
+    for (std::int64_t c = 0; c < cols; ++c) sum += (yr[c] = std::exp(xr[c] - mx));
+    for (std::int64_t c = 0; c < cols; ++c) yr[c] /= sum;
+  }
+}
+
+void Ops::softmax_rows_bwd(const Tensor& dy, const Tensor& y, Tensor& dx, std::int64_t rows, std::int64_t cols) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    double dot = 0;
+    for (std::int64_t c = 0; c < cols; ++c) dot += dy.p[r * cols + c] * y.p[r * cols + c];
+    for (std::int64_t c = 0; c < cols; ++c) dx.p[r * cols + c] = y.p[r * cols + c] * (dy.p[r * cols + c] - dot);
+  }
+}
+
 // Attention on [rows, len, heads, head_dim]: P = softmax(q k^T / sqrt(D) + bias[h]) per
 // (row, head); the probabilities are kept for backward (the reference has no memory goal).
 Ops::Saved Ops::attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor* bias, Tensor& o,

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <tuple>
 
 #include "kernels/evoformer_block/evoformer_block.cuh"
 #include "tests/support/gpu.h"
@@ -45,14 +46,17 @@ void expect_close(const std::vector<double>& got, const std::vector<double>& wan
                      << " (tolerance " << tol << ")";
 }
 
-class EvoformerBlockGpu : public ::testing::TestWithParam<bool> {};
+// (fused attention, extra-MSA block with global column attention)
+class EvoformerBlockGpu : public ::testing::TestWithParam<std::tuple<bool, bool>> {};
 
 TEST_P(EvoformerBlockGpu, MatchesCpuReference) {
   SEQSCALE_REQUIRE_GPU();
-  const EvoformerBlockDims d = gpu_dims();
+  EvoformerBlockDims d = gpu_dims();
+  d.global_column = std::get<1>(GetParam());
+  if (d.global_column) d.n_seq = 40;  // N_extra: column softmax rows longer than a warp
   const EvoformerBlockInputs in = make_evoformer_block_inputs(d, std::random_device{}());
   const EvoformerBlockRefRun ref = run_evoformer_block_ref(d, in);
-  const EvoformerBlockRefRun gpu = run_evoformer_block_cuda(d, in, GetParam());
+  const EvoformerBlockRefRun gpu = run_evoformer_block_cuda(d, in, std::get<0>(GetParam()));
   expect_close(gpu.m_out, ref.m_out, "m_out");
   expect_close(gpu.z_out, ref.z_out, "z_out");
   expect_close(gpu.dm0, ref.dm0, "dm0");
@@ -66,8 +70,11 @@ TEST_P(EvoformerBlockGpu, MatchesCpuReference) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Attention, EvoformerBlockGpu, ::testing::Values(false, true),
-                         [](const auto& info) { return std::string(info.param ? "fused" : "naive"); });
+INSTANTIATE_TEST_SUITE_P(Attention, EvoformerBlockGpu, ::testing::Combine(::testing::Bool(), ::testing::Bool()),
+                         [](const auto& info) {
+                           return std::string(std::get<0>(info.param) ? "fused" : "naive") +
+                                  (std::get<1>(info.param) ? "_extra_msa" : "_main");
+                         });
 
 }  // namespace
 }  // namespace seqscale

@@ -61,6 +61,26 @@ TEST(EvoformerBlockRef, GradientsMatchCentralDifferences) {
   }
 }
 
+TEST(EvoformerBlockRef, ExtraMsaBlockGradientsMatchCentralDifferences) {
+  // The extra-MSA stack's block: global column attention instead of column attention.
+  EvoformerBlockDims d = tiny_dims();
+  d.global_column = true;
+  d.n_seq = 6;
+  EvoformerBlockInputs in = make_evoformer_block_inputs(d, std::random_device{}());
+  const EvoformerBlockRefRun run = run_evoformer_block_ref(d, in);
+  std::mt19937 pick(std::random_device{}());
+  auto some = [&](std::size_t n) { return std::uniform_int_distribution<std::size_t>(0, n - 1)(pick); };
+  for (int t = 0; t < 12; ++t) expect_gradient(d, in, in.m0, run.dm0, some(in.m0.size()), "dm0");
+  for (std::size_t p = 0; p < in.params.size(); ++p) {
+    expect_gradient(d, in, in.params[p], run.param_grads[p], some(in.params[p].size()), "param " + std::to_string(p));
+  }
+  // The global column attention's key projection (parameter 15: after the row attention's
+  // 12 and the column attention's LayerNorm pair and query) is one head wide.
+  const EvoformerBlockInputs main = make_evoformer_block_inputs(tiny_dims(), 3);
+  EXPECT_EQ(in.params[15].size(), static_cast<std::size_t>(d.c_m * d.msa_head_dim));
+  EXPECT_EQ(main.params[15].size(), static_cast<std::size_t>(d.c_m * d.msa_heads * d.msa_head_dim));
+}
+
 TEST(EvoformerBlockRef, EveryModuleChangesTheOutput) {
   // Zeroing any one parameter tensor's gradient path would go unnoticed if the module never
   // reached the output; each parameter must move the loss.
