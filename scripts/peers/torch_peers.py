@@ -137,6 +137,18 @@ def make_work(name, p):
         del bias
         flops = (4.0 + (10.0 if bwd else 0.0)) * B * N * H * L * L * D
         return fn, flops, 4.0 * B * N * L * H * D * es
+    if name == "evoformer_block":
+        # One Evoformer block, forward + backward, in plain PyTorch (evoformer_block_torch.py):
+        #   torch_eager       fp32, OpenFold's matmul + softmax attention (seqscale's dtype)
+        #   torch_sdpa        fp32, SDPA with the float pair bias
+        #   torch_eager_bf16  bf16, OpenFold's training dtype
+        from evoformer_block_torch import make_block_step  # noqa: PLC0415 -- beside this file
+        impl = p["impl"]
+        dt = torch.bfloat16 if impl.endswith("_bf16") else torch.float32
+        model = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "workloads", "models",
+                             p["model"] + ".json")
+        fn, _ = make_block_step(model, p.get("stack", "main"), impl, dtype=dt)
+        return fn, 0.0, 0.0
     if name == "copy":
         src = torch.ones(p["bytes"], device=dev, dtype=torch.uint8)
         dst = torch.empty_like(src)
@@ -198,14 +210,23 @@ def main():
     out = []
     expanded = []
     for name, params in points(matrix):
-        if name.startswith("evoformer_attn_") and "_fused_" not in name:
-            continue  # one PyTorch run per point: keyed off the fused entries
-        impls = ["torch_sdpa", "torch_eager", "cueq", "ds4sci"] if name.startswith("evoformer_attn_") else ["torch"]
-        expanded += [(name, dict(params, impl=impl)) for impl in impls]
+        if name.startswith("evoformer_attn_") and ("_fused_" not in name or params.get("kernel", "tc") != "tc"):
+            continue  # one PyTorch run per point: keyed off the fused (tensor-core) entries
+        if name == "evoformer_block" and params.get("attn") != "fused":
+            continue
+        if name.startswith("evoformer_attn_"):
+            impls = ["torch_sdpa", "torch_eager", "cueq", "ds4sci"]
+        elif name == "evoformer_block":
+            impls = ["torch_eager", "torch_sdpa", "torch_eager_bf16"]
+        else:
+            impls = ["torch"]
+        # The axes that name seqscale's own variant (attn, kernel) mean nothing for a peer.
+        base = {k: v for k, v in params.items() if k not in ("attn", "kernel")}
+        expanded += [(name, dict(base, impl=impl)) for impl in impls]
     for name, params in expanded:
-        pid = "kernels/" + name + "/cuda/" + ",".join(
-            f"{k}={v}" for k, v in sorted(params.items()))
-        rec = {"id": pid, "suite": "kernels", "bench": name, "backend": "cuda", "params": params,
+        suite = "steps" if name == "evoformer_block" else "kernels"
+        pid = suite + "/" + name + "/cuda/" + ",".join(f"{k}={v}" for k, v in sorted(params.items()))
+        rec = {"id": pid, "suite": suite, "bench": name, "backend": "cuda", "params": params,
                "status": "ok", "reason": "", "source": "measured", "samples_s": [],
                "declared": {"flops": 0.0, "bytes": 0.0}, "metrics": {}, "wall_s": 0.0}
         t0 = time.perf_counter()
