@@ -42,9 +42,10 @@ struct EvoformerAttnGrads {
 // kernel that loops over N in order (recomputes two dot products per element).
 enum class PairGradMode { kAtomic, kDeterministic };
 
-// Which forward kernel: kAuto takes the tensor-core kernel (evoformer_attn_fused_tc.cu:
-// WMMA, fp16/bf16, head sizes 16..128) where it applies and the SIMT kernel elsewhere
-// (fp32, head size 8); the explicit choices are for tests and benchmarks.
+// Which kernels, forward and backward: kAuto takes the tensor-core kernels
+// (evoformer_attn_fused_tc.cu: WMMA, fp16/bf16, head sizes 16..128) where they apply and
+// the SIMT kernels elsewhere (fp32, head size 8); the explicit choices are for tests and
+// benchmarks.
 enum class FusedKernel { kAuto, kSimt, kTensorCore };
 
 struct EvoformerAttnFusedParams {
@@ -69,6 +70,10 @@ struct EvoformerAttnFusedGrads {
 void evoformer_attn_fused_fwd(const EvoformerAttnFusedParams& p, cudaStream_t stream);
 bool evoformer_attn_fused_tc_supported(DType io, std::int64_t head_dim);
 void evoformer_attn_fused_fwd_tc(const EvoformerAttnFusedParams& p, cudaStream_t stream);
+// dQ, dK, dV (and d(pair) by atomics when pair_atomic, the d(mask) partials) on tensor
+// cores; row_dot must hold dO . O. evoformer_attn_fused_bwd calls it under p.kernel.
+void evoformer_attn_fused_bwd_tc(const EvoformerAttnFusedParams& p, const EvoformerAttnFusedGrads& g, bool pair_atomic,
+                                 cudaStream_t stream);
 void evoformer_attn_fused_bwd(const EvoformerAttnFusedParams& p, const EvoformerAttnFusedGrads& g, cudaStream_t stream);
 
 void evoformer_attn_naive_fwd(const EvoformerAttnParams& p, cublasHandle_t handle, cudaStream_t stream);

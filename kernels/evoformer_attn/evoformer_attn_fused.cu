@@ -312,13 +312,18 @@ void bwd_typed(const EvoformerAttnFusedParams& p, const EvoformerAttnFusedGrads&
   CUDA_CHECK_LAUNCH();
   const bool atomic = gr.d_pair && gr.pair_mode == PairGradMode::kAtomic;
   if (atomic) CUDA_CHECK(cudaMemsetAsync(gr.d_pair, 0, sizeof(float) * a.shape.batch * a.shape.heads * a.shape.len * a.shape.len, st));
-  fused_bwd_kv<T, D><<<grid_of(a.shape), kThreads, 0, st>>>(q, k, v, mask, pair, d_o, p.lse, gr.row_dot,
-                                                            static_cast<T*>(gr.dk), static_cast<T*>(gr.dv), gr.d_pair,
-                                                            gr.d_mask ? gr.d_mask_partial : nullptr, g, scale, atomic);
-  CUDA_CHECK_LAUNCH();
-  fused_bwd_q<T, D><<<grid_of(a.shape), kThreads, 0, st>>>(q, k, v, mask, pair, d_o, p.lse, gr.row_dot,
-                                                           static_cast<T*>(gr.dq), g, scale);
-  CUDA_CHECK_LAUNCH();
+  const bool tc = evoformer_attn_fused_tc_supported(a.io, a.shape.head_dim);
+  if (p.kernel == FusedKernel::kTensorCore || (p.kernel == FusedKernel::kAuto && tc)) {
+    evoformer_attn_fused_bwd_tc(p, gr, atomic, st);  // throws where it does not apply
+  } else {
+    fused_bwd_kv<T, D><<<grid_of(a.shape), kThreads, 0, st>>>(q, k, v, mask, pair, d_o, p.lse, gr.row_dot,
+                                                              static_cast<T*>(gr.dk), static_cast<T*>(gr.dv), gr.d_pair,
+                                                              gr.d_mask ? gr.d_mask_partial : nullptr, g, scale, atomic);
+    CUDA_CHECK_LAUNCH();
+    fused_bwd_q<T, D><<<grid_of(a.shape), kThreads, 0, st>>>(q, k, v, mask, pair, d_o, p.lse, gr.row_dot,
+                                                             static_cast<T*>(gr.dq), g, scale);
+    CUDA_CHECK_LAUNCH();
+  }
   if (gr.d_pair && !atomic) {
     const std::int64_t total = a.shape.batch * a.shape.heads * a.shape.len * a.shape.len;
     pair_grad_deterministic<T, D><<<static_cast<unsigned>((total + 255) / 256), 256, 0, st>>>(

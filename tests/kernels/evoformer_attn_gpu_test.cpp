@@ -185,11 +185,12 @@ TEST(EvoformerAttnFusedGpuErrors, RejectsUnsupportedHeadDim) {
   EXPECT_THROW(evoformer_attn_fused_fwd(p, nullptr), std::invalid_argument);
 }
 
-// The tensor-core forward (fp16/bf16, D 16..128) against the SIMT forward and the double
-// reference on the same inputs, with fully masked rows and lengths that end mid-tile.
+// The tensor-core forward and backward (fp16/bf16, D 16..128) against the SIMT kernels and
+// the double reference on the same inputs, with fully masked rows and lengths that end
+// mid-tile (17, 100, 250: not multiples of the 64-row tiles).
 class EvoformerAttnFusedTcGpu : public ::testing::TestWithParam<DType> {};
 
-TEST_P(EvoformerAttnFusedTcGpu, TensorCoreForwardMatchesSimtAndReference) {
+TEST_P(EvoformerAttnFusedTcGpu, TensorCoreMatchesSimtAndReference) {
   SEQSCALE_REQUIRE_GPU();
   const DType t = GetParam();
   const double tol = t == DType::kFp16 ? 1e-2 : 5e-2;
@@ -237,11 +238,37 @@ TEST_P(EvoformerAttnFusedTcGpu, TensorCoreForwardMatchesSimtAndReference) {
         EXPECT_NEAR(lse_by_kernel[0][r], ref.lse[r], 1e-2 * (1 + std::fabs(ref.lse[r]))) << "lse " << r << " " << at;
       }
     }
+    // Backward on each kernel family (from the SIMT forward's O and lse, both valid).
+    std::vector<float> d_o(q.size()), dor;
+    for (auto& e : d_o) e = nd(rng);
+    EvoformerAttnFusedGrads g;
+    g.d_o = upload(d_o, t, &dor);
+    ASSERT_EQ(cudaMalloc(&g.dq, q.size() * es), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&g.dk, q.size() * es), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&g.dv, q.size() * es), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&g.row_dot, rows * 4), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&g.d_pair, pair.size() * 4), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&g.d_mask_partial, rows * 4), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&g.d_mask, mask.size() * 4), cudaSuccess);
+    const auto rg = evoformer_attn_bwd_ref(s, qr, kr, vr, mr.data(), pr.data(), dor);
+    for (FusedKernel kernel : {FusedKernel::kTensorCore, FusedKernel::kSimt}) {
+      const char* which = kernel == FusedKernel::kTensorCore ? "tensor-core " : "SIMT ";
+      p.kernel = kernel;
+      evoformer_attn_fused_bwd(p, g, nullptr);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess) << which << at;
+      EXPECT_LT(max_abs_diff(download(g.dq, q.size(), t), rg.dq), tol) << which << "dQ " << at;
+      EXPECT_LT(max_abs_diff(download(g.dk, q.size(), t), rg.dk), tol) << which << "dK " << at;
+      EXPECT_LT(max_abs_diff(download(g.dv, q.size(), t), rg.dv), tol) << which << "dV " << at;
+      EXPECT_LT(max_abs_diff(download(g.d_pair, pair.size(), DType::kFp32), rg.dpair), 2 * tol) << which << "dPair " << at;
+      EXPECT_LT(max_abs_diff(download(g.d_mask, mask.size(), DType::kFp32), rg.dmask), 2 * tol * s.heads)
+          << which << "dMask " << at;
+    }
     for (void* x : {const_cast<void*>(p.a.q), const_cast<void*>(p.a.k), const_cast<void*>(p.a.v),
-                    const_cast<void*>(p.a.mask_bias), const_cast<void*>(p.a.pair_bias), p.a.o}) {
+                    const_cast<void*>(p.a.mask_bias), const_cast<void*>(p.a.pair_bias), p.a.o,
+                    const_cast<void*>(g.d_o), g.dq, g.dk, g.dv}) {
       cudaFree(x);
     }
-    cudaFree(p.lse);
+    for (float* x : {p.lse, g.row_dot, g.d_pair, g.d_mask_partial, g.d_mask}) cudaFree(x);
   }
 }
 
