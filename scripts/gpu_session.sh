@@ -9,6 +9,8 @@
 set -uo pipefail
 root="$(pwd)"
 bin="$root/.device/bin"
+# scripts/device_build packs the binaries (the carry limit): unpack them once here.
+[ -d "$bin" ] || tar -C "$root/.device" -xzf "$root/.device/bin.tar.gz"
 out="${OUT:-$root/out/gpu}"
 work="$root/out/gpu_session"
 mkdir -p "$work" "$out"
