@@ -25,26 +25,34 @@ log "device"; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max
 "$bin/seqscale" info --json > "$work/info.json" 2>&1; cat "$work/info.json"
 ldd "$bin/seqscale" | grep -E "not found" && log "missing libraries above"
 
-log "tests"
-for t in "$bin"/*_tests; do
+# Stages (arguments; default all): tests, memcheck, matrices, predictions, peers. One device
+# call is at most 10 minutes and a session has about 15: split the stages over calls, e.g.
+#   gpu_session.sh tests memcheck    then    gpu_session.sh matrices predictions peers
+stages="${*:-tests memcheck matrices predictions peers}"
+want() { [[ " $stages " == *" $1 "* ]]; }
+
+want tests && log "tests"
+want tests && for t in "$bin"/*_tests; do
   "$t" --gtest_brief=1 > "$work/$(basename "$t").log" 2>&1; echo "$(basename "$t"): rc=$?" | tee -a "$work/session.log"
 done
-log "compute-sanitizer memcheck on kernel GPU tests"
-compute-sanitizer --tool memcheck --error-exitcode 9 "$bin/kernels_tests" --gtest_filter='*Gpu*' \
-  > "$work/memcheck.log" 2>&1; echo "memcheck rc=$?" | tee -a "$work/session.log"
+if want memcheck; then
+  log "compute-sanitizer memcheck on kernel GPU tests"
+  compute-sanitizer --tool memcheck --error-exitcode 9 "$bin/kernels_tests" --gtest_filter='*Gpu*' \
+    > "$work/memcheck.log" 2>&1; echo "memcheck rc=$?" | tee -a "$work/session.log"
+fi
 
 dev=$(python3 -c "import json;d=json.load(open('$work/info.json'));print(d['devices'][0]['name'].replace(' ','_'))" 2>/dev/null || echo unknown)
-for m in ceilings layernorm softmax evoformer steps ${SEQSCALE_EXTRA_MATRICES:-}; do
+want matrices && for m in ceilings layernorm softmax evoformer steps ${SEQSCALE_EXTRA_MATRICES:-}; do
   [ -f "workloads/matrices/$m.json" ] || continue
   log "matrix $m"
   # The device budget is minutes per session: each matrix gets a slice, and an interrupted
   # matrix resumes from its journal in the next session (same --out).
   timeout "${SEQSCALE_MATRIX_TIMEOUT_S:-90}" "$bin/seqscale" bench --matrix "$m" --filter '/cuda/' --out "$work/$dev/$m" 2>> "$work/session.log" | tee -a "$work/session.log"
 done
-log "predictions for the same points"
-for m in ceilings layernorm; do
+want predictions && log "predictions for the same points"
+want predictions && for m in ceilings layernorm; do
   "$bin/seqscale" bench --matrix "$m" --source model --cluster "$( [[ $dev == *H200* ]] && echo h200 || echo h100)" \
     --out "$work/$dev/$m-model" >> "$work/session.log" 2>&1
 done
-if [ -x scripts/peers.sh ]; then log "peers"; bash scripts/peers.sh "$work/$dev/peers" >> "$work/session.log" 2>&1; fi
+if want peers && [ -x scripts/peers.sh ]; then log "peers"; bash scripts/peers.sh "$work/$dev/peers" >> "$work/session.log" 2>&1; fi
 tar -C "$work" -czf "$out/gpu_session.tar.gz" . && log "packed $out/gpu_session.tar.gz"
