@@ -35,6 +35,7 @@ class PricingState final : public BenchState {
   void fill_random(void*, std::int64_t, DType, std::uint64_t, float, float) override {}
   void fill_value(void*, std::int64_t, DType, float) override {}
   void exec(const std::function<void(void*)>&) override { executed_ = true; }
+  bool executes() const override { return false; }
   void memory_metrics(std::map<std::string, double>& out) const override {
     out["peak_bytes"] = static_cast<double>(bytes_);
   }

@@ -76,6 +76,10 @@ class BenchState {
   // Runs `fn` (given the CUDA stream on kCuda, nullptr on kCpu) under the harness's timing
   // rules and records the samples. Call once per point.
   virtual void exec(const std::function<void(void* stream)>& fn) = 0;
+  // False on the model's side (`bench --source model`): exec() does not run the body's
+  // work, so a body whose memory lives inside exec declares it another way (replaying its
+  // StepProgram's memory events through alloc/release).
+  virtual bool executes() const { return true; }
 
   // For suites that must keep their own time (collectives: barrier, then max over ranks,
   // nccl-tests method): hand the harness the per-iteration seconds instead of calling exec.

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "harness/bench/registry.h"
+#include "harness/steps/step_executor.h"
 #include "workloads/config_error.h"
 #include "kernels/evoformer_block/evoformer_block.cuh"
 #include "model/evoformer_block_program.h"
@@ -32,10 +33,23 @@ SEQSCALE_BENCH(evoformer_block_cuda, "evoformer_block", "steps", Backend::kCuda,
   const std::string attn = s.get_string("attn");
   if (attn != "naive" && attn != "fused") throw ConfigError("attn: expected naive or fused, got '" + attn + "'");
   const bool fused = attn == "fused";
-  const EvoformerBlockTotals model = evoformer_block_totals(d, DType::kFp32, fused);
-  s.add_cost(KernelCost{model.fwd_flops + model.bwd_flops, 0, 0});
-  s.set_metric("model_peak_bytes", static_cast<double>(model.peak_bytes));
-  s.set_metric("fwd_flops", model.fwd_flops);
+  const StepProgram program = build_evoformer_block_program(d, DType::kFp32, fused);
+  KernelCost declared;
+  for (const StepOp& op : program.ops) {
+    if (const auto* c = std::get_if<ComputeOp>(&op)) {
+      declared.flops += c->cost.flops;
+      declared.bytes += c->cost.bytes;
+    }
+  }
+  s.add_cost(declared);
+  s.set_metric("model_peak_bytes", static_cast<double>(program.replay_memory().peak_device_bytes));
+  if (!s.executes()) {
+    // The model's side: the block's memory is its program's events (weights, inputs,
+    // every saved tensor and workspace), replayed through the state's allocator.
+    replay_memory_events(program, s);
+    s.exec([](void*) {});
+    return;
+  }
 
   EvoformerBlockCudaOps ops(nullptr, fused, [&](std::size_t bytes) { return s.alloc(bytes); },
                             [&](void* p) { s.release(p); });
