@@ -2,6 +2,9 @@
 // of a matrix point uses the same declaration the measured run reports.
 #include <gtest/gtest.h>
 
+#include "kernels/evoformer_block/evoformer_block_def.h"
+#include "model/evoformer_block_program.h"
+
 #include <random>
 
 #include "harness/bench/pricing.h"
@@ -100,6 +103,27 @@ TEST(Pricing, ModelPricesTheDeclaredCostOfAMatrixPoint) {
     EXPECT_DOUBLE_EQ(r.metrics.at("peak_bytes"), 2.0 * 16384 * 6144 * 2 + 2 * 6144 * 2 + 2 * 16384 * 4);
   } else {
     EXPECT_DOUBLE_EQ(r.metrics.at("peak_bytes"), 16384.0 * 6144 * 4 + 2 * 6144 * 4 + 16384.0 * 6144 * 8 + 2 * 16384 * 8);
+  }
+}
+
+TEST(Pricing, EvoformerBlockPointIsPricedFromItsStepProgram) {
+  if (!find_bench("evoformer_block", Backend::kCuda)) GTEST_SKIP() << "built without CUDA: no evoformer_block bench";
+  const ClusterSpec h200 = load_cluster("h200");
+  for (const char* attn : {"naive", "fused"}) {
+    MatrixPoint p;
+    p.id = std::string("steps/evoformer_block/cuda/attn=") + attn + ",model=evoformer-openfold-initial,stack=extra_msa";
+    p.bench = "evoformer_block";
+    p.backend = "cuda";
+    p.params = {{"model", "evoformer-openfold-initial"}, {"attn", attn}, {"stack", "extra_msa"}};
+    const PointResult r = price_point(p, h200, default_calibration());
+    ASSERT_EQ(r.status, PointStatus::kOk) << r.reason;
+    const EvoformerBlockDims d =
+        EvoformerBlockDims::extra_msa_from_spec(load_model("evoformer-openfold-initial").evoformer());
+    const StepProgram prog = build_evoformer_block_program(d, DType::kFp32, std::string(attn) == "fused");
+    // The priced peak is the program's (every weight, input, saved tensor and workspace),
+    // not just what the body allocates before exec.
+    EXPECT_DOUBLE_EQ(r.metrics.at("peak_bytes"), static_cast<double>(prog.replay_memory().peak_device_bytes)) << attn;
+    EXPECT_GT(r.declared_flops, 0.0);
   }
 }
 
