@@ -2,13 +2,12 @@
 // of a matrix point uses the same declaration the measured run reports.
 #include <gtest/gtest.h>
 
-#include "kernels/evoformer_block/evoformer_block_def.h"
-#include "model/evoformer_block_program.h"
-
 #include <random>
 
 #include "harness/bench/pricing.h"
 #include "harness/calibrate.h"
+#include "kernels/evoformer_block/evoformer_block_def.h"
+#include "model/evoformer_block_program.h"
 #include "model/roofline.h"
 #include "workloads/config_error.h"
 
