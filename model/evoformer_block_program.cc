@@ -47,7 +47,7 @@ class RecordingOps {
   void set_phase(Phase p) { phase_ = p; }
 
   Tensor alloc(std::int64_t n, MemoryKind kind, const char* what) {
-    return make(n, fp32_by_tag(what) ? 4 : dtype_bytes(dtype_), kind, what);
+    return make(n, evoformer_block_fp32_tensor(what, kind) ? 4 : dtype_bytes(dtype_), kind, what);
   }
   void release(Tensor& t) {
     if (t.id == 0 || live_.erase(t.id) == 0) {
@@ -189,12 +189,6 @@ class RecordingOps {
   std::size_t live_tensors() const { return live_.size(); }
 
  private:
-  static bool fp32_by_tag(const char* what) {
-    for (const char* t : {"layernorm_mean", "layernorm_rstd", "d_pair_bias"}) {
-      if (std::strcmp(what, t) == 0) return true;
-    }
-    return false;
-  }
   Tensor make(std::int64_t n, std::int64_t elem, MemoryKind kind, const char* what) {
     Tensor t{++next_id_, n, elem, kind, what};
     live_.insert(t.id);

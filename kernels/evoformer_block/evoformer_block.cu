@@ -1,10 +1,14 @@
 #include "kernels/evoformer_block/evoformer_block.cuh"
 
 #include <algorithm>
+#include <cstring>
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
 
 #include "kernels/common/check.h"
+#include "kernels/common/convert.cuh"
+#include "kernels/common/half.h"
 #include "kernels/layernorm/layernorm.cuh"
 #include "kernels/layernorm/layernorm_cost.h"
 
@@ -20,85 +24,88 @@ unsigned blocks_for(std::int64_t n) {
 
 __device__ float sigmoidf(float x) { return 1.f / (1.f + __expf(-x)); }
 
-__global__ void bias_add_kernel(float* y, const float* b, std::int64_t rows, std::int64_t cols) {
-  const std::int64_t n = rows * cols;
-  for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < n; i += std::int64_t{gridDim.x} * blockDim.x)
-    y[i] += b[i % cols];
+#define SEQSCALE_GRID_STRIDE(i, n) \
+  for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < (n); i += std::int64_t{gridDim.x} * blockDim.x)
+
+template <typename T>
+__global__ void bias_add_kernel(T* y, const T* b, std::int64_t rows, std::int64_t cols) {
+  SEQSCALE_GRID_STRIDE(i, rows * cols) store_f32(y, i, load_f32(y, i) + load_f32(b, i % cols));
 }
 
-// Column sums: blockIdx.y strides over row chunks, each thread one column; fp32 atomics
-// combine the chunks (db is zeroed first).
-__global__ void bias_grad_kernel(const float* dy, float* db, std::int64_t rows, std::int64_t cols) {
+// Column sums into fp32: blockIdx.y strides over row chunks, each thread one column; fp32
+// atomics combine the chunks (db is zeroed first).
+template <typename T>
+__global__ void bias_grad_kernel(const T* dy, float* db, std::int64_t rows, std::int64_t cols) {
   const std::int64_t c = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x;
   if (c >= cols) return;
   float acc = 0.f;
-  for (std::int64_t r = blockIdx.y; r < rows; r += gridDim.y) acc += dy[r * cols + c];
+  for (std::int64_t r = blockIdx.y; r < rows; r += gridDim.y) acc += load_f32(dy, r * cols + c);
   atomicAdd(db + c, acc);
 }
 
-__global__ void sigmoid_mul_kernel(const float* g, const float* x, float* y, std::int64_t n) {
-  for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < n; i += std::int64_t{gridDim.x} * blockDim.x)
-    y[i] = sigmoidf(g[i]) * x[i];
+template <typename T>
+__global__ void sigmoid_mul_kernel(const T* g, const T* x, T* y, std::int64_t n) {
+  SEQSCALE_GRID_STRIDE(i, n) store_f32(y, i, sigmoidf(load_f32(g, i)) * load_f32(x, i));
 }
 
-__global__ void sigmoid_mul_bwd_kernel(const float* dy, const float* g, const float* x, float* dg, float* dx,
-                                       std::int64_t n) {
-  for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < n; i += std::int64_t{gridDim.x} * blockDim.x) {
-    const float s = sigmoidf(g[i]);
-    const float d = dy[i];
-    if (dg) dg[i] = d * x[i] * s * (1.f - s);
-    if (dx) dx[i] = d * s;
+template <typename T>
+__global__ void sigmoid_mul_bwd_kernel(const T* dy, const T* g, const T* x, T* dg, T* dx, std::int64_t n) {
+  SEQSCALE_GRID_STRIDE(i, n) {
+    const float s = sigmoidf(load_f32(g, i));
+    const float d = load_f32(dy, i);
+    if (dg) store_f32(dg, i, d * load_f32(x, i) * s * (1.f - s));
+    if (dx) store_f32(dx, i, d * s);
   }
 }
 
-__global__ void relu_kernel(const float* x, float* y, std::int64_t n) {
-  for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < n; i += std::int64_t{gridDim.x} * blockDim.x)
-    y[i] = fmaxf(x[i], 0.f);
+template <typename T>
+__global__ void relu_kernel(const T* x, T* y, std::int64_t n) {
+  SEQSCALE_GRID_STRIDE(i, n) store_f32(y, i, fmaxf(load_f32(x, i), 0.f));
 }
 
-__global__ void relu_bwd_kernel(const float* dy, const float* y, float* dx, std::int64_t n) {
-  for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < n; i += std::int64_t{gridDim.x} * blockDim.x)
-    dx[i] = y[i] > 0.f ? dy[i] : 0.f;
+template <typename T>
+__global__ void relu_bwd_kernel(const T* dy, const T* y, T* dx, std::int64_t n) {
+  SEQSCALE_GRID_STRIDE(i, n) store_f32(dx, i, load_f32(y, i) > 0.f ? load_f32(dy, i) : 0.f);
 }
 
-__global__ void add_kernel(const float* a, const float* b, float* y, std::int64_t n) {
-  for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < n; i += std::int64_t{gridDim.x} * blockDim.x)
-    y[i] = a[i] + b[i];
+template <typename T>
+__global__ void add_kernel(const T* a, const T* b, T* y, std::int64_t n) {
+  SEQSCALE_GRID_STRIDE(i, n) store_f32(y, i, load_f32(a, i) + load_f32(b, i));
 }
 
-// y[a][c][b][d] = x[a][b][c][d], one thread per output element.
-__global__ void permute_0213_kernel(const float* x, float* y, std::int64_t d0, std::int64_t d1, std::int64_t d2,
+// y[a][c][b][d] = x[a][b][c][d], one thread per output element (converting the dtype).
+template <typename Tin, typename Tout>
+__global__ void permute_0213_kernel(const Tin* x, Tout* y, std::int64_t d0, std::int64_t d1, std::int64_t d2,
                                     std::int64_t d3) {
-  const std::int64_t n = d0 * d1 * d2 * d3;
-  for (std::int64_t o = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; o < n; o += std::int64_t{gridDim.x} * blockDim.x) {
+  SEQSCALE_GRID_STRIDE(o, d0 * d1 * d2 * d3) {
     const std::int64_t d = o % d3;
     std::int64_t r = o / d3;
     const std::int64_t b = r % d1;
     r /= d1;
     const std::int64_t c = r % d2;
     const std::int64_t a = r / d2;
-    y[o] = x[((a * d1 + b) * d2 + c) * d3 + d];
+    store_f32(y, o, load_f32(x, ((a * d1 + b) * d2 + c) * d3 + d));
   }
 }
 
 // y[b][c] = alpha sum_r x[b][r][c]: one thread per (b, c), rows in order (deterministic).
-__global__ void sum_rows_kernel(const float* x, float* y, std::int64_t batch, std::int64_t rows, std::int64_t cols,
+template <typename T>
+__global__ void sum_rows_kernel(const T* x, T* y, std::int64_t batch, std::int64_t rows, std::int64_t cols,
                                 float alpha) {
-  const std::int64_t n = batch * cols;
-  for (std::int64_t o = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; o < n; o += std::int64_t{gridDim.x} * blockDim.x) {
+  SEQSCALE_GRID_STRIDE(o, batch * cols) {
     const std::int64_t b = o / cols, c = o % cols;
     float acc = 0.f;
-    for (std::int64_t r = 0; r < rows; ++r) acc += x[(b * rows + r) * cols + c];
-    y[o] = alpha * acc;
+    for (std::int64_t r = 0; r < rows; ++r) acc += load_f32(x, (b * rows + r) * cols + c);
+    store_f32(y, o, alpha * acc);
   }
 }
 
-__global__ void broadcast_rows_kernel(const float* x, float* y, std::int64_t batch, std::int64_t rows,
-                                      std::int64_t cols, float alpha) {
-  const std::int64_t n = batch * rows * cols;
-  for (std::int64_t o = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; o < n; o += std::int64_t{gridDim.x} * blockDim.x) {
+template <typename T>
+__global__ void broadcast_rows_kernel(const T* x, T* y, std::int64_t batch, std::int64_t rows, std::int64_t cols,
+                                      float alpha) {
+  SEQSCALE_GRID_STRIDE(o, batch * rows * cols) {
     const std::int64_t c = o % cols, b = o / (rows * cols);
-    y[o] = alpha * x[b * cols + c];
+    store_f32(y, o, alpha * load_f32(x, b * cols + c));
   }
 }
 
@@ -112,47 +119,73 @@ __device__ float warp_reduce_sum(float v) {
 }
 
 // One warp per row (the global attention's rows are N_extra long: a strided warp loop).
-__global__ void softmax_rows_kernel(const float* x, float* y, std::int64_t rows, std::int64_t cols) {
+template <typename T>
+__global__ void softmax_rows_kernel(const T* x, T* y, std::int64_t rows, std::int64_t cols) {
   const std::int64_t row = blockIdx.x * std::int64_t{blockDim.x / 32} + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (row >= rows) return;
-  const float* xr = x + row * cols;
-  float* yr = y + row * cols;
+  const std::int64_t base = row * cols;
   float mx = -INFINITY;
-  for (std::int64_t c = lane; c < cols; c += 32) mx = fmaxf(mx, xr[c]);
+  for (std::int64_t c = lane; c < cols; c += 32) mx = fmaxf(mx, load_f32(x, base + c));
   mx = warp_reduce_max(mx);
   float sum = 0.f;
-  for (std::int64_t c = lane; c < cols; c += 32) sum += __expf(xr[c] - mx);
+  for (std::int64_t c = lane; c < cols; c += 32) sum += __expf(load_f32(x, base + c) - mx);
   sum = warp_reduce_sum(sum);
   const float inv = 1.f / sum;
-  for (std::int64_t c = lane; c < cols; c += 32) yr[c] = __expf(xr[c] - mx) * inv;
+  for (std::int64_t c = lane; c < cols; c += 32) store_f32(y, base + c, __expf(load_f32(x, base + c) - mx) * inv);
 }
 
-__global__ void softmax_rows_bwd_kernel(const float* dy, const float* y, float* dx, std::int64_t rows, std::int64_t cols) {
+template <typename T>
+__global__ void softmax_rows_bwd_kernel(const T* dy, const T* y, T* dx, std::int64_t rows, std::int64_t cols) {
   const std::int64_t row = blockIdx.x * std::int64_t{blockDim.x / 32} + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (row >= rows) return;
-  const float* dyr = dy + row * cols;
-  const float* yr = y + row * cols;
+  const std::int64_t base = row * cols;
   float dot = 0.f;
-  for (std::int64_t c = lane; c < cols; c += 32) dot += dyr[c] * yr[c];
+  for (std::int64_t c = lane; c < cols; c += 32) dot += load_f32(dy, base + c) * load_f32(y, base + c);
   dot = warp_reduce_sum(dot);
-  for (std::int64_t c = lane; c < cols; c += 32) dx[row * cols + c] = yr[c] * (dyr[c] - dot);
+  for (std::int64_t c = lane; c < cols; c += 32) {
+    store_f32(dx, base + c, load_f32(y, base + c) * (load_f32(dy, base + c) - dot));
+  }
+}
+
+#undef SEQSCALE_GRID_STRIDE
+
+// Runs fn(T{}) for the tensor's storage type.
+template <typename Fn>
+void by_type(DType t, Fn&& fn) {
+  switch (t) {
+    case DType::kFp32: return fn(float{});
+    case DType::kBf16: return fn(__nv_bfloat16{});
+    default: throw std::invalid_argument("evoformer block: tensors are fp32 or bf16");
+  }
+}
+
+template <typename T> T* as(const EvoformerBlockCudaOps::Tensor& t) { return static_cast<T*>(t.p); }
+
+// Every non-null, allocated tensor of an op in one dtype (the first one's).
+void same_type(std::initializer_list<const EvoformerBlockCudaOps::Tensor*> ts, const char* op) {
+  const DType t0 = (*ts.begin())->t;
+  for (const auto* t : ts) {
+    if (t && t->p && t->t != t0) throw std::logic_error(std::string("evoformer block: ") + op + " mixes dtypes");
+  }
 }
 
 }  // namespace
 
 using Ops = EvoformerBlockCudaOps;
 
-Ops::EvoformerBlockCudaOps(cudaStream_t stream, bool fused_attention, AllocFn alloc, FreeFn free)
-    : stream_(stream), fused_(fused_attention), alloc_(std::move(alloc)), free_(std::move(free)) {}
+Ops::EvoformerBlockCudaOps(cudaStream_t stream, bool fused_attention, DType io, AllocFn alloc, FreeFn free)
+    : stream_(stream), fused_(fused_attention), io_(io), alloc_(std::move(alloc)), free_(std::move(free)) {
+  if (io != DType::kFp32 && io != DType::kBf16) throw std::invalid_argument("evoformer block: io dtype must be fp32 or bf16");
+}
 
 cublasHandle_t Ops::cublas() {
   if (!cublas_) {
     CUBLAS_CHECK(cublasCreate(&cublas_));
-    // fp32 storage is the reference configuration: keep cuBLAS off TF32 so the block's
-    // error budget is accumulation order only.
-    CUBLAS_CHECK(cublasSetMathMode(cublas_, CUBLAS_PEDANTIC_MATH));
+    // fp32 storage is the reference configuration: keep cuBLAS off TF32 (as PyTorch's
+    // default) so its error budget is accumulation order only.
+    if (io_ == DType::kFp32) CUBLAS_CHECK(cublasSetMathMode(cublas_, CUBLAS_PEDANTIC_MATH));
     CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
   }
   return cublas_;
@@ -183,16 +216,20 @@ void Ops::raw_free(void* p) {
   }
 }
 
-Ops::Tensor Ops::alloc(std::int64_t n, MemoryKind, const char* what) {
+Ops::Tensor Ops::make(std::int64_t n, DType t, const char* what) {
   if (n <= 0) throw std::invalid_argument(std::string("evoformer block: empty tensor ") + what);
-  Tensor t{static_cast<float*>(raw_alloc(static_cast<std::size_t>(n) * sizeof(float))), n};
-  owned_.push_back(t.p);
-  return t;
+  Tensor x{raw_alloc(static_cast<std::size_t>(n * dtype_bytes(t))), n, t};
+  owned_.push_back(x.p);
+  return x;
+}
+
+Ops::Tensor Ops::alloc(std::int64_t n, MemoryKind kind, const char* what) {
+  return make(n, evoformer_block_fp32_tensor(what, kind) ? DType::kFp32 : io_, what);
 }
 
 void Ops::release(Tensor& t) {
   if (!t.p) return;
-  auto it = std::find(owned_.rbegin(), owned_.rend(), static_cast<void*>(t.p));
+  auto it = std::find(owned_.rbegin(), owned_.rend(), t.p);
   if (it == owned_.rend()) throw std::logic_error("evoformer block: release of a tensor the backend does not own");
   owned_.erase(std::next(it).base());
   raw_free(t.p);
@@ -201,37 +238,38 @@ void Ops::release(Tensor& t) {
 
 void Ops::layernorm_fwd(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, Tensor& mean, Tensor& rstd,
                         std::int64_t rows, std::int64_t cols) {
+  same_type({&x, &w, &b, &y}, "layernorm_fwd");
   LayerNormFwdParams p;
   p.x = x.p;
   p.weight = w.p;
   p.bias = b.p;
   p.y = y.p;
-  p.mean = mean.p;
-  p.rstd = rstd.p;
+  p.mean = static_cast<float*>(mean.p);
+  p.rstd = static_cast<float*>(rstd.p);
   p.rows = rows;
   p.cols = cols;
-  p.io = DType::kFp32;
+  p.io = io_;
   seqscale::layernorm_fwd(p, stream_);
 }
 
 void Ops::layernorm_bwd(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd,
                         Tensor& dx, Tensor& dw, Tensor& db, std::int64_t rows, std::int64_t cols) {
-  const std::int64_t ws_bytes = layernorm_bwd_cost(rows, cols, DType::kFp32).workspace_bytes;
+  const std::int64_t ws_bytes = layernorm_bwd_cost(rows, cols, io_).workspace_bytes;
   Tensor ws{};
-  if (ws_bytes > 0) ws = alloc((ws_bytes + 3) / 4, MemoryKind::kWorkspace, "layernorm_bwd_workspace");
+  if (ws_bytes > 0) ws = make((ws_bytes + 3) / 4, DType::kFp32, "layernorm_bwd_workspace");
   LayerNormBwdParams p;
   p.dy = dy.p;
   p.x = x.p;
   p.weight = w.p;
-  p.mean = mean.p;
-  p.rstd = rstd.p;
+  p.mean = static_cast<const float*>(mean.p);
+  p.rstd = static_cast<const float*>(rstd.p);
   p.dx = dx.p;
-  p.dweight = dw.p;
-  p.dbias = db.p;
-  p.workspace = ws.p;
+  p.dweight = static_cast<float*>(dw.p);
+  p.dbias = static_cast<float*>(db.p);
+  p.workspace = static_cast<float*>(ws.p);
   p.rows = rows;
   p.cols = cols;
-  p.io = DType::kFp32;
+  p.io = io_;
   seqscale::layernorm_bwd(p, stream_);
   release(ws);
 }
@@ -239,139 +277,195 @@ void Ops::layernorm_bwd(const Tensor& dy, const Tensor& x, const Tensor& w, cons
 // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands.
 void Ops::gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, double alpha, const Tensor& a,
                const Tensor& b, double beta, Tensor& c, std::int64_t batch) {
+  if (a.t != b.t) throw std::logic_error("evoformer block: gemm operands of different dtypes");
   const float al = static_cast<float>(alpha), be = static_cast<float>(beta);
+  // Inputs in the I/O dtype; C in it too, or fp32 for a weight gradient.
   CUBLAS_CHECK(cublasGemmStridedBatchedEx(
       cublas(), tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(m),
-      static_cast<int>(k), &al, b.p, CUDA_R_32F, static_cast<int>(tb ? k : n), k * n, a.p, CUDA_R_32F,
-      static_cast<int>(ta ? m : k), m * k, &be, c.p, CUDA_R_32F, static_cast<int>(n), m * n, static_cast<int>(batch),
-      CUBLAS_COMPUTE_32F_PEDANTIC, CUBLAS_GEMM_DEFAULT));
+      static_cast<int>(k), &al, b.p, cuda_data_type(b.t), static_cast<int>(tb ? k : n), k * n, a.p, cuda_data_type(a.t),
+      static_cast<int>(ta ? m : k), m * k, &be, c.p, cuda_data_type(c.t), static_cast<int>(n), m * n,
+      static_cast<int>(batch), a.t == DType::kFp32 ? CUBLAS_COMPUTE_32F_PEDANTIC : CUBLAS_COMPUTE_32F,
+      CUBLAS_GEMM_DEFAULT));
 }
 
 void Ops::bias_add(Tensor& y, const Tensor& b, std::int64_t rows, std::int64_t cols) {
-  bias_add_kernel<<<blocks_for(rows * cols), kThreads, 0, stream_>>>(y.p, b.p, rows, cols);
+  same_type({&y, &b}, "bias_add");
+  by_type(y.t, [&](auto tag) {
+    using T = decltype(tag);
+    bias_add_kernel<T><<<blocks_for(rows * cols), kThreads, 0, stream_>>>(as<T>(y), as<T>(b), rows, cols);
+  });
   CUDA_CHECK_LAUNCH();
 }
 
 void Ops::bias_grad(const Tensor& dy, Tensor& db, std::int64_t rows, std::int64_t cols) {
+  if (db.t != DType::kFp32) throw std::logic_error("evoformer block: bias gradients are fp32");
   CUDA_CHECK(cudaMemsetAsync(db.p, 0, static_cast<std::size_t>(cols) * sizeof(float), stream_));
   const dim3 grid(static_cast<unsigned>((cols + 127) / 128), static_cast<unsigned>(std::min<std::int64_t>(rows, 256)));
-  bias_grad_kernel<<<grid, 128, 0, stream_>>>(dy.p, db.p, rows, cols);
+  by_type(dy.t, [&](auto tag) {
+    using T = decltype(tag);
+    bias_grad_kernel<T><<<grid, 128, 0, stream_>>>(as<T>(dy), as<float>(db), rows, cols);
+  });
   CUDA_CHECK_LAUNCH();
 }
 
 void Ops::sigmoid_mul(const Tensor& g, const Tensor& x, Tensor& y, std::int64_t n) {
-  sigmoid_mul_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(g.p, x.p, y.p, n);
+  same_type({&g, &x, &y}, "sigmoid_mul");
+  by_type(g.t, [&](auto tag) {
+    using T = decltype(tag);
+    sigmoid_mul_kernel<T><<<blocks_for(n), kThreads, 0, stream_>>>(as<T>(g), as<T>(x), as<T>(y), n);
+  });
   CUDA_CHECK_LAUNCH();
 }
 
 void Ops::sigmoid_mul_bwd(const Tensor& dy, const Tensor& g, const Tensor& x, Tensor& dg, Tensor& dx, std::int64_t n) {
-  sigmoid_mul_bwd_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(dy.p, g.p, x.p, dg.p, dx.p, n);
+  same_type({&dy, &g, &x, &dg, &dx}, "sigmoid_mul_bwd");
+  by_type(dy.t, [&](auto tag) {
+    using T = decltype(tag);
+    sigmoid_mul_bwd_kernel<T><<<blocks_for(n), kThreads, 0, stream_>>>(as<T>(dy), as<T>(g), as<T>(x), as<T>(dg),
+                                                                      as<T>(dx), n);
+  });
   CUDA_CHECK_LAUNCH();
 }
 
 void Ops::relu(const Tensor& x, Tensor& y, std::int64_t n) {
-  relu_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(x.p, y.p, n);
+  same_type({&x, &y}, "relu");
+  by_type(x.t, [&](auto tag) {
+    using T = decltype(tag);
+    relu_kernel<T><<<blocks_for(n), kThreads, 0, stream_>>>(as<T>(x), as<T>(y), n);
+  });
   CUDA_CHECK_LAUNCH();
 }
 
 void Ops::relu_bwd(const Tensor& dy, const Tensor& y, Tensor& dx, std::int64_t n) {
-  relu_bwd_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(dy.p, y.p, dx.p, n);
+  same_type({&dy, &y, &dx}, "relu_bwd");
+  by_type(dy.t, [&](auto tag) {
+    using T = decltype(tag);
+    relu_bwd_kernel<T><<<blocks_for(n), kThreads, 0, stream_>>>(as<T>(dy), as<T>(y), as<T>(dx), n);
+  });
   CUDA_CHECK_LAUNCH();
 }
 
 void Ops::add(const Tensor& a, const Tensor& b, Tensor& y, std::int64_t n) {
-  add_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(a.p, b.p, y.p, n);
+  same_type({&a, &b, &y}, "add");
+  by_type(a.t, [&](auto tag) {
+    using T = decltype(tag);
+    add_kernel<T><<<blocks_for(n), kThreads, 0, stream_>>>(as<T>(a), as<T>(b), as<T>(y), n);
+  });
   CUDA_CHECK_LAUNCH();
 }
 
-void Ops::accumulate(Tensor& y, const Tensor& x, std::int64_t n) {
-  add_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(y.p, x.p, y.p, n);
-  CUDA_CHECK_LAUNCH();
-}
+void Ops::accumulate(Tensor& y, const Tensor& x, std::int64_t n) { add(y, x, y, n); }
 
 void Ops::permute_0213(const Tensor& x, Tensor& y, std::int64_t d0, std::int64_t d1, std::int64_t d2, std::int64_t d3) {
   if (x.p == y.p) throw std::logic_error("permute_0213 cannot run in place");
   const std::int64_t n = d0 * d1 * d2 * d3;
-  if (d1 == 1 || d2 == 1) {  // no reordering: a copy
-    CUDA_CHECK(cudaMemcpyAsync(y.p, x.p, static_cast<std::size_t>(n) * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
+  if ((d1 == 1 || d2 == 1) && x.t == y.t) {  // no reordering, no conversion: a copy
+    CUDA_CHECK(cudaMemcpyAsync(y.p, x.p, static_cast<std::size_t>(n * dtype_bytes(x.t)), cudaMemcpyDeviceToDevice, stream_));
     return;
   }
-  permute_0213_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(x.p, y.p, d0, d1, d2, d3);
+  by_type(x.t, [&](auto tin) {
+    by_type(y.t, [&](auto tout) {
+      using Tin = decltype(tin);
+      using Tout = decltype(tout);
+      permute_0213_kernel<Tin, Tout><<<blocks_for(n), kThreads, 0, stream_>>>(as<Tin>(x), as<Tout>(y), d0, d1, d2, d3);
+    });
+  });
   CUDA_CHECK_LAUNCH();
 }
 
 void Ops::sum_rows(const Tensor& x, Tensor& y, std::int64_t batch, std::int64_t rows, std::int64_t cols, double alpha) {
-  sum_rows_kernel<<<blocks_for(batch * cols), kThreads, 0, stream_>>>(x.p, y.p, batch, rows, cols, static_cast<float>(alpha));
+  same_type({&x, &y}, "sum_rows");
+  by_type(x.t, [&](auto tag) {
+    using T = decltype(tag);
+    sum_rows_kernel<T><<<blocks_for(batch * cols), kThreads, 0, stream_>>>(as<T>(x), as<T>(y), batch, rows, cols,
+                                                                           static_cast<float>(alpha));
+  });
   CUDA_CHECK_LAUNCH();
 }
 
 void Ops::broadcast_rows(const Tensor& x, Tensor& y, std::int64_t batch, std::int64_t rows, std::int64_t cols,
                          double alpha) {
-  broadcast_rows_kernel<<<blocks_for(batch * rows * cols), kThreads, 0, stream_>>>(x.p, y.p, batch, rows, cols,
-                                                                                   static_cast<float>(alpha));
+  same_type({&x, &y}, "broadcast_rows");
+  by_type(x.t, [&](auto tag) {
+    using T = decltype(tag);
+    broadcast_rows_kernel<T><<<blocks_for(batch * rows * cols), kThreads, 0, stream_>>>(as<T>(x), as<T>(y), batch,
+                                                                                         rows, cols,
+                                                                                         static_cast<float>(alpha));
+  });
   CUDA_CHECK_LAUNCH();
 }
 
 void Ops::softmax_rows(const Tensor& x, Tensor& y, std::int64_t rows, std::int64_t cols) {
-  softmax_rows_kernel<<<static_cast<unsigned>((rows + 7) / 8), 256, 0, stream_>>>(x.p, y.p, rows, cols);
+  same_type({&x, &y}, "softmax_rows");
+  by_type(x.t, [&](auto tag) {
+    using T = decltype(tag);
+    softmax_rows_kernel<T><<<static_cast<unsigned>((rows + 7) / 8), 256, 0, stream_>>>(as<T>(x), as<T>(y), rows, cols);
+  });
   CUDA_CHECK_LAUNCH();
 }
 
 void Ops::softmax_rows_bwd(const Tensor& dy, const Tensor& y, Tensor& dx, std::int64_t rows, std::int64_t cols) {
-  softmax_rows_bwd_kernel<<<static_cast<unsigned>((rows + 7) / 8), 256, 0, stream_>>>(dy.p, y.p, dx.p, rows, cols);
+  same_type({&dy, &y, &dx}, "softmax_rows_bwd");
+  by_type(dy.t, [&](auto tag) {
+    using T = decltype(tag);
+    softmax_rows_bwd_kernel<T><<<static_cast<unsigned>((rows + 7) / 8), 256, 0, stream_>>>(as<T>(dy), as<T>(y),
+                                                                                           as<T>(dx), rows, cols);
+  });
   CUDA_CHECK_LAUNCH();
 }
 
 Ops::Saved Ops::attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor* bias, Tensor& o,
                               std::int64_t rows, std::int64_t len, std::int64_t heads, std::int64_t head_dim) {
+  same_type({&q, &k, &v, &o, bias}, "attention");
   Saved s;
   s.fused = fused_;
   s.a.shape = {1, rows, len, heads, head_dim};
-  s.a.io = DType::kFp32;
+  s.a.io = q.t;
   s.a.q = q.p;
   s.a.k = k.p;
   s.a.v = v.p;
   s.a.pair_bias = bias ? bias->p : nullptr;
   s.a.o = o.p;
   if (fused_) {
-    s.lse = alloc(rows * heads * len, MemoryKind::kActivations, "attention_lse").p;
+    s.lse = static_cast<float*>(make(rows * heads * len, DType::kFp32, "attention_lse").p);
     EvoformerAttnFusedParams fp{s.a, s.lse};
     evoformer_attn_fused_fwd(fp, stream_);
   } else {
-    s.a.probs = alloc(s.a.shape.logits_elements(), MemoryKind::kActivations, "attention_probs").p;
+    s.a.probs = make(s.a.shape.logits_elements(), q.t, "attention_probs").p;
     evoformer_attn_naive_fwd(s.a, cublas(), stream_);
   }
   return s;
 }
 
 void Ops::attention_bwd(Saved& s, const Tensor& d_o, Tensor& dq, Tensor& dk, Tensor& dv, Tensor* dbias) {
+  if (dbias && dbias->t != DType::kFp32) throw std::logic_error("evoformer block: d(pair bias) is fp32");
   if (s.fused) {
-    Tensor row_dot = alloc(s.a.shape.rows() * s.a.shape.heads * s.a.shape.len, MemoryKind::kWorkspace, "row_dot");
+    Tensor row_dot = make(s.a.shape.rows() * s.a.shape.heads * s.a.shape.len, DType::kFp32, "row_dot");
     EvoformerAttnFusedGrads g;
     g.d_o = d_o.p;
     g.dq = dq.p;
     g.dk = dk.p;
     g.dv = dv.p;
-    g.row_dot = row_dot.p;
-    g.d_pair = dbias ? dbias->p : nullptr;
+    g.row_dot = static_cast<float*>(row_dot.p);
+    g.d_pair = dbias ? static_cast<float*>(dbias->p) : nullptr;
     evoformer_attn_fused_bwd(EvoformerAttnFusedParams{s.a, s.lse}, g, stream_);
     release(row_dot);
   } else {
-    Tensor d_probs = alloc(s.a.shape.logits_elements(), MemoryKind::kWorkspace, "attention_d_probs");
+    Tensor d_probs = make(s.a.shape.logits_elements(), s.a.io, "attention_d_probs");
     EvoformerAttnGrads g;
     g.d_o = d_o.p;
     g.dq = dq.p;
     g.dk = dk.p;
     g.dv = dv.p;
     g.d_probs = d_probs.p;
-    g.d_pair = dbias ? dbias->p : nullptr;
+    g.d_pair = dbias ? static_cast<float*>(dbias->p) : nullptr;
     evoformer_attn_naive_bwd(s.a, g, cublas(), stream_);
     release(d_probs);
   }
 }
 
 void Ops::release_saved(Saved& s) {
-  Tensor lse{s.lse, 1}, probs{static_cast<float*>(s.a.probs), 1};
+  Tensor lse{s.lse, 1, DType::kFp32}, probs{s.a.probs, 1, s.a.io};
   release(lse);
   release(probs);
   s = Saved{};
@@ -379,36 +473,55 @@ void Ops::release_saved(Saved& s) {
 
 namespace {
 
+void upload_into(Ops& ops, Ops::Tensor& t, const std::vector<double>& v) {
+  std::vector<std::uint8_t> bytes(static_cast<std::size_t>(t.n * dtype_bytes(t.t)));
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (t.t == DType::kFp32) {
+      const float f = static_cast<float>(v[i]);
+      std::memcpy(&bytes[i * 4], &f, 4);
+    } else {
+      const std::uint16_t h = float_to_bf16(static_cast<float>(v[i]));
+      std::memcpy(&bytes[i * 2], &h, 2);
+    }
+  }
+  CUDA_CHECK(cudaMemcpyAsync(t.p, bytes.data(), bytes.size(), cudaMemcpyHostToDevice, ops.stream()));
+  CUDA_CHECK(cudaStreamSynchronize(ops.stream()));
+}
+
 Ops::Tensor upload(Ops& ops, const std::vector<double>& v, const char* what) {
   Ops::Tensor t = ops.alloc(static_cast<std::int64_t>(v.size()), MemoryKind::kActivations, what);
-  std::vector<float> f(v.begin(), v.end());
-  CUDA_CHECK(cudaMemcpyAsync(t.p, f.data(), f.size() * sizeof(float), cudaMemcpyHostToDevice, ops.stream()));
-  CUDA_CHECK(cudaStreamSynchronize(ops.stream()));
+  upload_into(ops, t, v);
   return t;
 }
 
-void upload_into(Ops& ops, Ops::Tensor& t, const std::vector<double>& v) {
-  std::vector<float> f(v.begin(), v.end());
-  CUDA_CHECK(cudaMemcpyAsync(t.p, f.data(), f.size() * sizeof(float), cudaMemcpyHostToDevice, ops.stream()));
-  CUDA_CHECK(cudaStreamSynchronize(ops.stream()));
-}
-
 std::vector<double> download(Ops& ops, const Ops::Tensor& t) {
-  std::vector<float> f(static_cast<std::size_t>(t.n));
-  CUDA_CHECK(cudaMemcpyAsync(f.data(), t.p, f.size() * sizeof(float), cudaMemcpyDeviceToHost, ops.stream()));
+  std::vector<std::uint8_t> bytes(static_cast<std::size_t>(t.n * dtype_bytes(t.t)));
+  CUDA_CHECK(cudaMemcpyAsync(bytes.data(), t.p, bytes.size(), cudaMemcpyDeviceToHost, ops.stream()));
   CUDA_CHECK(cudaStreamSynchronize(ops.stream()));
-  return std::vector<double>(f.begin(), f.end());
+  std::vector<double> out(static_cast<std::size_t>(t.n));
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    if (t.t == DType::kFp32) {
+      float f;
+      std::memcpy(&f, &bytes[i * 4], 4);
+      out[i] = f;
+    } else {
+      std::uint16_t h;
+      std::memcpy(&h, &bytes[i * 2], 2);
+      out[i] = bf16_to_float(h);
+    }
+  }
+  return out;
 }
 
 }  // namespace
 
 EvoformerBlockRefRun run_evoformer_block_cuda(const EvoformerBlockDims& d, const EvoformerBlockInputs& in,
-                                              bool fused_attention) {
+                                              bool fused_attention, DType io) {
   cudaStream_t stream = nullptr;
   CUDA_CHECK(cudaStreamCreate(&stream));
   EvoformerBlockRefRun run;
   {
-    Ops ops(stream, fused_attention);
+    Ops ops(stream, fused_attention, io);
     EvoformerBlock<Ops> block(ops, d);
     auto& params = block.params();
     if (params.size() != in.params.size()) throw std::invalid_argument("evoformer block: parameter list mismatch");

@@ -1,5 +1,6 @@
-// The CUDA backend of the Evoformer block (evoformer_block_def.h): fp32 storage with fp32
-// accumulation; GEMMs through cuBLAS (strided-batched, row-major by operand swap),
+// The CUDA backend of the Evoformer block (evoformer_block_def.h): fp32 or bf16 storage
+// (evoformer_block_fp32_tensor says which tensors stay fp32), fp32 math and accumulation;
+// GEMMs through cuBLAS (strided-batched, row-major by operand swap),
 // LayerNorm through kernels/layernorm, attention through kernels/evoformer_attn (the naive
 // cuBLAS + softmax path that materialises the probabilities, or the fused kernel that keeps
 // only the log-sum-exp), and small elementwise kernels. Memory comes from the caller's
@@ -21,8 +22,9 @@ namespace seqscale {
 class EvoformerBlockCudaOps {
  public:
   struct Tensor {
-    float* p = nullptr;
+    void* p = nullptr;
     std::int64_t n = 0;
+    DType t = DType::kFp32;
   };
   struct Saved {
     EvoformerAttnParams a;  // shape, q k v, bias, o (and probs on the naive path)
@@ -35,7 +37,8 @@ class EvoformerBlockCudaOps {
   // `alloc`/`free` default to cudaMallocAsync/cudaFreeAsync on `stream`. Nothing touches
   // the device before the first kernel (the cuBLAS handle is made on first use), so a
   // benchmark can build the block in its setup and run it inside exec.
-  EvoformerBlockCudaOps(cudaStream_t stream, bool fused_attention, AllocFn alloc = {}, FreeFn free = {});
+  EvoformerBlockCudaOps(cudaStream_t stream, bool fused_attention, DType io = DType::kFp32, AllocFn alloc = {},
+                        FreeFn free = {});
   ~EvoformerBlockCudaOps();
   EvoformerBlockCudaOps(const EvoformerBlockCudaOps&) = delete;
   EvoformerBlockCudaOps& operator=(const EvoformerBlockCudaOps&) = delete;
@@ -44,6 +47,7 @@ class EvoformerBlockCudaOps {
   void release(Tensor& t);
   Tensor param(std::int64_t n, const char* what) { return alloc(n, MemoryKind::kParameters, what); }
   Tensor param_grad(std::int64_t n, const char* what) { return alloc(n, MemoryKind::kGradients, what); }
+  DType io() const { return io_; }
 
   void layernorm_fwd(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, Tensor& mean, Tensor& rstd,
                      std::int64_t rows, std::int64_t cols);
@@ -77,8 +81,11 @@ class EvoformerBlockCudaOps {
   void raw_free(void* p);
   cublasHandle_t cublas();
 
+  Tensor make(std::int64_t n, DType t, const char* what);
+
   cudaStream_t stream_;
   bool fused_;
+  DType io_;
   AllocFn alloc_;
   FreeFn free_;
   cublasHandle_t cublas_ = nullptr;
@@ -86,9 +93,9 @@ class EvoformerBlockCudaOps {
 };
 
 // One block forward + backward on the GPU with the weights, inputs and upstream gradients
-// of `in` (converted to fp32), results copied back as double (the GPU test compares them
+// of `in` (rounded to `io`), results copied back as double (the GPU test compares them
 // with run_evoformer_block_ref).
 EvoformerBlockRefRun run_evoformer_block_cuda(const EvoformerBlockDims& d, const EvoformerBlockInputs& in,
-                                              bool fused_attention);
+                                              bool fused_attention, DType io = DType::kFp32);
 
 }  // namespace seqscale

@@ -48,6 +48,20 @@
 
 namespace seqscale {
 
+// Mixed precision, as every backend stores it: weights and activations in the block's I/O
+// dtype, parameter gradients in fp32, and the tensors the kernels keep in fp32 whatever
+// the I/O dtype (LayerNorm statistics, the attention's d(pair bias) accumulator).
+inline bool evoformer_block_fp32_tensor(const char* what, MemoryKind kind) {
+  if (kind == MemoryKind::kGradients) return true;
+  for (const char* t : {"layernorm_mean", "layernorm_rstd", "d_pair_bias"}) {
+    const char* a = what;
+    const char* b = t;
+    while (*a && *a == *b) ++a, ++b;
+    if (*a == 0 && *b == 0) return true;
+  }
+  return false;
+}
+
 struct EvoformerBlockDims {
   std::int64_t n_seq = 0, n_res = 0, c_m = 0, c_z = 0;
   std::int64_t msa_heads = 0, msa_head_dim = 0;  // row and column attention

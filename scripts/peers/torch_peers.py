@@ -138,13 +138,12 @@ def make_work(name, p):
         flops = (4.0 + (10.0 if bwd else 0.0)) * B * N * H * L * L * D
         return fn, flops, 4.0 * B * N * L * H * D * es
     if name == "evoformer_block":
-        # One Evoformer block, forward + backward, in plain PyTorch (evoformer_block_torch.py):
-        #   torch_eager       fp32, OpenFold's matmul + softmax attention (seqscale's dtype)
-        #   torch_sdpa        fp32, SDPA with the float pair bias
-        #   torch_eager_bf16  bf16, OpenFold's training dtype
+        # One Evoformer block, forward + backward, in plain PyTorch (evoformer_block_torch.py)
+        # in the point's dtype: torch_eager (OpenFold's matmul + softmax attention) and
+        # torch_sdpa (SDPA with the float pair bias).
         from evoformer_block_torch import make_block_step  # noqa: PLC0415 -- beside this file
         impl = p["impl"]
-        dt = torch.bfloat16 if impl.endswith("_bf16") else torch.float32
+        dt = DTYPES[p.get("dtype", "fp32")]
         model = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "workloads", "models",
                              p["model"] + ".json")
         fn, _ = make_block_step(model, p.get("stack", "main"), impl, dtype=dt)
@@ -217,7 +216,7 @@ def main():
         if name.startswith("evoformer_attn_"):
             impls = ["torch_sdpa", "torch_eager", "cueq", "ds4sci"]
         elif name == "evoformer_block":
-            impls = ["torch_eager", "torch_sdpa", "torch_eager_bf16"]
+            impls = ["torch_eager", "torch_sdpa"]
         else:
             impls = ["torch"]
         # The axes that name seqscale's own variant (attn, kernel) mean nothing for a peer.
