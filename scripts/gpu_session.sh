@@ -50,7 +50,7 @@ want matrices && for m in ceilings layernorm softmax evoformer steps ${SEQSCALE_
   timeout "${SEQSCALE_MATRIX_TIMEOUT_S:-90}" "$bin/seqscale" bench --matrix "$m" --filter '/cuda/' --out "$work/$dev/$m" 2>> "$work/session.log" | tee -a "$work/session.log"
 done
 want predictions && log "predictions for the same points"
-want predictions && for m in ceilings layernorm; do
+want predictions && for m in ceilings layernorm softmax evoformer; do
   "$bin/seqscale" bench --matrix "$m" --source model --cluster "$( [[ $dev == *H200* ]] && echo h200 || echo h100)" \
     --out "$work/$dev/$m-model" >> "$work/session.log" 2>&1
 done

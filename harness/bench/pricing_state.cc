@@ -81,7 +81,15 @@ PointResult price_point(const MatrixPoint& point, const ClusterSpec& cluster, co
   const double eff = cal.compute_efficiency(point.bench, work);
   r.declared_flops = state.cost().flops;
   r.declared_bytes = state.cost().bytes;
-  r.samples_s = {compute_time_s(state.cost(), dtype, cluster, eff)};
+  if (const StepProgram* prog = state.declared_program()) {
+    double t = 0;
+    for (const StepOp& op : prog->ops) {
+      if (const auto* c = std::get_if<ComputeOp>(&op)) t += compute_time_s(*c, cluster, cal);
+    }
+    r.samples_s = {t};
+  } else {
+    r.samples_s = {compute_time_s(state.cost(), dtype, cluster, eff)};
+  }
   state.memory_metrics(r.metrics);
   r.metrics["efficiency"] = eff;
   r.status = static_cast<double>(r.metrics["peak_bytes"]) > static_cast<double>(cluster.gpu_memory_bytes)

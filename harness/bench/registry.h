@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -87,6 +88,11 @@ class BenchState {
 
   // Extra per-point numbers (e.g. busbw_GBps, wrong_elements); written under "metrics".
   void set_metric(const std::string& name, double value) { metrics_[name] = value; }
+  // The whole StepProgram the body runs, when it has one: the model's side then prices its
+  // ComputeOps one by one (each kernel at its calibrated efficiency) instead of the
+  // declared total at one efficiency. Ignored by a measured run.
+  void declare_program(std::shared_ptr<const StepProgram> program) { program_ = std::move(program); }
+  const StepProgram* declared_program() const { return program_.get(); }
   [[noreturn]] void skip(const std::string& why) { throw SkipPoint(why); }
 
   // Harness side.
@@ -100,6 +106,7 @@ class BenchState {
   nlohmann::json params_;
   KernelCost cost_;
   std::map<std::string, double> metrics_;
+  std::shared_ptr<const StepProgram> program_;
   std::vector<double> samples_;
 };
 

@@ -36,7 +36,9 @@ SEQSCALE_BENCH(evoformer_block_cuda, "evoformer_block", "steps", Backend::kCuda,
   const bool fused = attn == "fused";
   const DType io = s.has("dtype") ? s.get_dtype() : DType::kFp32;
   if (io != DType::kFp32 && io != DType::kBf16) throw ConfigError("dtype: the Evoformer block runs in fp32 or bf16");
-  const StepProgram program = build_evoformer_block_program(d, io, fused);
+  const auto program_ptr = std::make_shared<const StepProgram>(build_evoformer_block_program(d, io, fused));
+  const StepProgram& program = *program_ptr;
+  s.declare_program(program_ptr);
   KernelCost declared;
   for (const StepOp& op : program.ops) {
     if (const auto* c = std::get_if<ComputeOp>(&op)) {

@@ -123,6 +123,12 @@ TEST(Pricing, EvoformerBlockPointIsPricedFromItsStepProgram) {
     // not just what the body allocates before exec.
     EXPECT_DOUBLE_EQ(r.metrics.at("peak_bytes"), static_cast<double>(prog.replay_memory().peak_device_bytes)) << attn;
     EXPECT_GT(r.declared_flops, 0.0);
+    // Its time is the sum of every op priced at its own kernel's efficiency.
+    double t = 0;
+    for (const StepOp& op : prog.ops) {
+      if (const auto* c = std::get_if<ComputeOp>(&op)) t += compute_time_s(*c, h200, default_calibration());
+    }
+    EXPECT_NEAR(r.stats.median, t, 1e-12 * t) << attn;
   }
 }
 
