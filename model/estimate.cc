@@ -5,6 +5,7 @@
 #include <tuple>
 
 #include "model/comm_volume.h"
+#include "model/evoformer_block_program.h"
 #include "model/roofline.h"
 #include "workloads/config_error.h"
 
@@ -185,32 +186,26 @@ void transformer_time(const TransformerSpec& t, const ClusterSpec& c, const Plan
 
 void evoformer_time(const EvoformerSpec& ev, const ClusterSpec& c, const Plan& p, const RunShape& shape,
                     const Calibration& cal, Estimate& e) {
-  const double n_res = static_cast<double>(shape.seq), dap = p.dap;
-  const double n_seq = static_cast<double>(ev.n_seq), n_extra = static_cast<double>(ev.n_extra);
-  const double es = static_cast<double>(dtype_bytes(ev.dtype));
+  const double n_res = static_cast<double>(shape.seq);
   const bool fused = p.attn == AttentionImpl::kFused;
-  auto attention = [&](double bt, const AttentionDims& d, double len) {
-    // ANCHORS s1: forward 4 Bt H L^2 D; backward 8 (naive) or 10 (fused, recompute).
-    const double f = bt * static_cast<double>(d.heads) * len * len * static_cast<double>(d.head_dim);
-    const double flops = (4.0 + (fused ? 10.0 : 8.0)) * f;
-    const double bytes = fused ? es * 8.0 * bt * len * static_cast<double>(d.heads * d.head_dim)
-                               : 16.0 * bt * static_cast<double>(d.heads) * len * len;
-    return op_time(fused ? "attention_fused" : "attention_naive", flops / dap, bytes / dap, ev.dtype, c, cal);
+  // Compute: the block programs the harness runs (model/evoformer_block_program.h: every
+  // GEMM, LayerNorm, attention and elementwise op of a main and an extra-MSA block at this
+  // crop), each op at its kernel's calibrated efficiency; DAP splits each block's work
+  // over its ranks, per-block recompute runs the forward again.
+  const double recompute_fwd = p.recompute == Recompute::kNone ? 0.0 : 1.0;
+  auto block_time = [&](EvoformerBlockDims d) {
+    d.n_res = shape.seq;
+    if (d.n_seq <= 0 || d.c_m <= 0) return 0.0;
+    double fwd = 0, bwd = 0;
+    for (const StepOp& op : evoformer_block_program_cached(d, ev.dtype, fused).ops) {
+      if (const auto* op_c = std::get_if<ComputeOp>(&op)) {
+        (op_c->phase == Phase::kForward ? fwd : bwd) += compute_time_s(*op_c, c, cal);
+      }
+    }
+    return ((1.0 + recompute_fwd) * fwd + bwd) / static_cast<double>(p.dap);
   };
-  const double cz = static_cast<double>(ev.c_z);
-  // Linear layers: 2 FLOPs per parameter per row they touch, x3 for fwd + bwd.
-  auto block_linear = [&](double rows_msa, double c_msa) {
-    const double msa = rows_msa * n_res * (10.0 * c_msa * c_msa);
-    const double pair = n_res * n_res * (2.0 * 5.0 * cz * static_cast<double>(ev.c_hidden_tri_mul) + 16.0 * cz * cz);
-    const double tri_mul = 2.0 * n_res * n_res * n_res * static_cast<double>(ev.c_hidden_tri_mul);  // the einsum
-    return op_time("gemm", 3.0 * 2.0 * (msa + pair + tri_mul) / dap, es * 6.0 * (rows_msa * n_res * c_msa + n_res * n_res * cz) / dap,
-                   ev.dtype, c, cal);
-  };
-  const double t_main = attention(n_seq, ev.msa, n_res) + attention(n_res, ev.msa, n_seq) +
-                        2.0 * attention(n_res, ev.triangle, n_res) + block_linear(n_seq, static_cast<double>(ev.c_m));
-  const double t_extra = attention(n_extra, ev.extra_msa, n_res) + 2.0 * attention(n_res, ev.triangle, n_res) +
-                         block_linear(n_extra, static_cast<double>(ev.c_e));
-  const double recompute = p.recompute == Recompute::kNone ? 1.0 : 4.0 / 3.0;
+  const double t_main = block_time(EvoformerBlockDims::from_spec(ev));
+  const double t_extra = ev.extra_blocks > 0 ? block_time(EvoformerBlockDims::extra_msa_from_spec(ev)) : 0.0;
   // Communication: the ops of model/comm_volume.h (evoformer_step_comm, the volumes the
   // dap strategy is measured against), priced one distinct op at a time. FastFold's
   // "duality async" hides the overlappable all-to-alls behind the pair stack about half.
@@ -232,7 +227,7 @@ void evoformer_time(const EvoformerSpec& ev, const ClusterSpec& c, const Plan& p
   }
   const double blocks = static_cast<double>(ev.blocks), extra = static_cast<double>(ev.extra_blocks);
   const double m = static_cast<double>(micro_batches(p, shape));
-  e.time.compute = m * recompute * (blocks * t_main + extra * t_extra);
+  e.time.compute = m * (blocks * t_main + extra * t_extra);
   e.time.sp_comm = dap_total;  // already per step: the ops repeat per block and micro-batch
   const double params = evoformer_params(ev);
   e.time.dp_comm = dp_total;

@@ -2,8 +2,10 @@
 
 #include <cstring>
 #include <initializer_list>
+#include <map>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <unordered_set>
 #include <utility>
 #include <variant>
@@ -267,6 +269,17 @@ EvoformerBlockTotals evoformer_block_totals(const EvoformerBlockDims& d, DType d
   t.param_count = param_bytes / dtype_bytes(dtype);
   t.peak_bytes = prog.replay_memory().peak_device_bytes;
   return t;
+}
+
+const StepProgram& evoformer_block_program_cached(const EvoformerBlockDims& d, DType dtype, bool fused_attention) {
+  using Key = std::tuple<std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
+                         std::int64_t, std::int64_t, std::int64_t, std::int64_t, bool, int, bool>;
+  thread_local std::map<Key, StepProgram> cache;
+  const Key key{d.n_seq, d.n_res, d.c_m, d.c_z, d.msa_heads, d.msa_head_dim, d.tri_heads, d.tri_head_dim, d.c_opm,
+                d.c_tri_mul, d.transition, d.global_column, static_cast<int>(dtype), fused_attention};
+  auto it = cache.find(key);
+  if (it == cache.end()) it = cache.emplace(key, build_evoformer_block_program(d, dtype, fused_attention)).first;
+  return it->second;
 }
 
 }  // namespace seqscale

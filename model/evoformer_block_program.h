@@ -38,4 +38,8 @@ struct EvoformerBlockTotals {
 
 EvoformerBlockTotals evoformer_block_totals(const EvoformerBlockDims& d, DType dtype, bool fused_attention);
 
+// The same program, built once per (dims, dtype, attention) on this thread: estimate()
+// prices a block per plan it evaluates, and a block program is ~1000 ops.
+const StepProgram& evoformer_block_program_cached(const EvoformerBlockDims& d, DType dtype, bool fused_attention);
+
 }  // namespace seqscale
