@@ -65,7 +65,8 @@ class EvoformerBlockCudaOps {
   void accumulate(Tensor& y, const Tensor& x, std::int64_t n);
   void permute_0213(const Tensor& x, Tensor& y, std::int64_t d0, std::int64_t d1, std::int64_t d2, std::int64_t d3);
   void sum_rows(const Tensor& x, Tensor& y, std::int64_t batch, std::int64_t rows, std::int64_t cols, double alpha);
-  void broadcast_rows(const Tensor& x, Tensor& y, std::int64_t batch, std::int64_t rows, std::int64_t cols, double alpha);
+  void broadcast_rows(const Tensor& x, Tensor& y, std::int64_t batch, std::int64_t rows, std::int64_t cols,
+                      double alpha);
   void softmax_rows(const Tensor& x, Tensor& y, std::int64_t rows, std::int64_t cols);
   void softmax_rows_bwd(const Tensor& dy, const Tensor& y, Tensor& dx, std::int64_t rows, std::int64_t cols);
   Saved attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor* bias, Tensor& o,
