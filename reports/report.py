@@ -98,6 +98,41 @@ def plot_bench(name, points, out_dir, label_prefix):
     return fname
 
 
+def predicted_vs_measured(docs, flag=0.10):
+    """One row per point id that some run measured and another priced (source: model), and
+    per measured point that carries the model's own peak (metric model_peak_bytes): time and
+    peak, the model's error against the measurement, flagged beyond 10% (issue 7: every
+    such point gets an explanation)."""
+    measured, model = {}, {}
+    for _, doc in docs:
+        for p in doc["points"]:
+            if p["status"] != "ok":
+                continue
+            (model if p.get("source") == "model" else measured)[p["id"]] = p
+    rows = []
+    for pid, m in sorted(measured.items()):
+        pred = model.get(pid)
+        t_meas = m["stats"]["median_s"]
+        t_pred = pred["stats"]["median_s"] if pred else None
+        peak_meas = m.get("metrics", {}).get("peak_bytes")
+        peak_pred = (pred or {}).get("metrics", {}).get("peak_bytes", m.get("metrics", {}).get("model_peak_bytes"))
+        if t_pred is None and peak_pred is None:
+            continue
+        t_err = (t_pred / t_meas - 1.0) if (t_pred and t_meas) else None
+        p_err = (peak_pred / peak_meas - 1.0) if (peak_pred and peak_meas) else None
+        off = any(e is not None and abs(e) > flag for e in (t_err, p_err))
+        rows.append(f"| {pid} | {fmt(t_meas * 1e6, ' us')} | {fmt(t_pred * 1e6 if t_pred else None, ' us')} | "
+                    f"{fmt(t_err * 100 if t_err is not None else None, '%')} | "
+                    f"{fmt(peak_meas / 2**20 if peak_meas else None)} | {fmt(peak_pred / 2**20 if peak_pred else None)} | "
+                    f"{fmt(p_err * 100 if p_err is not None else None, '%')} | {'> 10%' if off else ''} |")
+    if not rows:
+        return []
+    return ["## Predicted vs measured", "",
+            "Model error = predicted / measured - 1; rows beyond 10% need a written reason.", "",
+            "| point | measured | predicted | time error | measured peak MiB | predicted peak MiB | peak error | flag |",
+            "|---|---|---|---|---|---|---|---|"] + rows + [""]
+
+
 def fmt(x, unit=""):
     if x is None:
         return ""
@@ -150,6 +185,7 @@ def main():
                 cells = [""] * 6
             lines.append(f"| {p['_run'] if many else ''} | {p['backend']} | {params} | {status} | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += predicted_vs_measured(docs)
     with open(os.path.join(args.out, "index.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
 

@@ -2,6 +2,7 @@
 //   seqscale bench --matrix layernorm --out out/ln [--filter REGEX] [--dry-run]
 //   seqscale bench --suite collectives --out out/coll      (matrix named after the suite)
 #include <iostream>
+#include <optional>
 #include <regex>
 
 #include <nlohmann/json.hpp>
@@ -67,8 +68,11 @@ int run_bench(const std::vector<std::string>& args) {
     f.run.device = cluster.gpu;
     f.run.extra["cluster"] = cluster.name;
     f.run.extra["calibration"] = cal.source;
+    std::optional<std::regex> re;
+    if (!filter.empty()) re.emplace(filter);
     for (const auto& p : matrix.points) {
-      if (p.backend == "cuda") f.points.push_back(price_point(p, cluster, cal));
+      if (p.backend != "cuda" || (re && !std::regex_search(p.id, *re))) continue;
+      f.points.push_back(price_point(p, cluster, cal));
     }
     write_results_atomic(f, out_dir + "/results.json");
     std::cout << "priced " << f.points.size() << " points for " << cluster.gpu << "\nresults: " << out_dir

@@ -4,9 +4,16 @@
 #include "tests/support/binary.h"
 #include <sys/wait.h>
 
+#include <unistd.h>
+
 #include <array>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <memory>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
 
 namespace {
 
@@ -73,6 +80,45 @@ TEST(Cli, BenchDryRunListsPoints) {
   const Ran r = run("bench --matrix layernorm --dry-run --filter 'layernorm_bwd/cpu'");
   EXPECT_EQ(r.code, 0);
   EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 6) << r.output;
+}
+
+TEST(Cli, ModelSourceHonoursTheFilter) {
+  const std::string out = "/tmp/seqscale_cli_model_" + std::to_string(getpid());
+  const Ran r = run("bench --matrix layernorm --source model --cluster h100 --filter 'layernorm_fwd/cuda' --out " + out);
+  ASSERT_EQ(r.code, 0) << r.output;
+  std::ifstream in(out + "/results.json");
+  const auto doc = nlohmann::json::parse(in);
+  ASSERT_FALSE(doc["points"].empty());
+  for (const auto& p : doc["points"]) EXPECT_NE(p["id"].get<std::string>().find("layernorm_fwd/cuda"), std::string::npos);
+  std::filesystem::remove_all(out);
+}
+
+// The report pairs each measured point with the model's price of the same id and flags an
+// error beyond 10%: here the "measurement" is the model's own file with every time 25% longer.
+TEST(Cli, ReportComparesPredictedWithMeasured) {
+  const std::string dir = "/tmp/seqscale_cli_report_" + std::to_string(getpid());
+  const Ran priced = run("bench --matrix layernorm --source model --cluster h100 --filter 'layernorm_fwd/cuda' --out " +
+                         dir + "/model");
+  ASSERT_EQ(priced.code, 0) << priced.output;
+  std::ifstream in(dir + "/model/results.json");
+  auto doc = nlohmann::json::parse(in);
+  for (auto& p : doc["points"]) {
+    p["source"] = "measured";
+    for (auto& x : p["samples_s"]) x = x.get<double>() * 1.25;
+    for (const char* k : {"median_s", "min_s", "max_s", "mean_s"}) p["stats"][k] = p["stats"][k].get<double>() * 1.25;
+  }
+  std::filesystem::create_directories(dir + "/measured");
+  std::ofstream(dir + "/measured/results.json") << doc.dump(1);
+  const Ran rep = run("report " + dir + "/measured " + dir + "/model --out " + dir + "/report");
+  ASSERT_EQ(rep.code, 0) << rep.output;
+  std::ifstream idx(dir + "/report/index.md");
+  std::stringstream text;
+  text << idx.rdbuf();
+  const std::string md = text.str();
+  ASSERT_NE(md.find("## Predicted vs measured"), std::string::npos) << md.substr(0, 2000);
+  EXPECT_NE(md.find("-20%"), std::string::npos);  // 1 / 1.25 - 1
+  EXPECT_NE(md.find("> 10%"), std::string::npos);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
