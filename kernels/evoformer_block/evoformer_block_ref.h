@@ -1,30 +1,42 @@
-// The CPU reference backend of the Evoformer block (evoformer_block_def.h): every tensor in
-// double, every reduction accumulated in double, attention with pair bias computed directly
-// from its definition (softmax(q k^T / sqrt(D) + b) v, gradients by the chain rule). It is
-// what the CUDA backend is compared with, and its own gradients are checked against
-// central differences (tests/kernels/evoformer_block_test.cpp).
+// The CPU backends of the Evoformer block (evoformer_block_def.h). The reference: every
+// tensor in double, every reduction accumulated in double, attention with pair bias computed
+// directly from its definition (softmax(q k^T / sqrt(D) + b) v, gradients by the chain
+// rule); it is what the CUDA backend is compared with, and its own gradients are checked
+// against central differences (tests/kernels/evoformer_block_test.cpp).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
-#include <memory>
 #include <vector>
 
 #include "kernels/evoformer_block/evoformer_block_def.h"
 
 namespace seqscale {
 
-class EvoformerBlockCpuOps {
+// S = double: the reference (every tensor and reduction in double). S = float: an fp32 CPU
+// executor whose allocations are exactly the memory model's declarations for an fp32 block
+// (attention keeps P naive or the log-sum-exp fused, backward workspaces as on the GPU),
+// the block's memory self-consistency check (tests/model/evoformer_block_program_test.cpp).
+template <typename S>
+class EvoformerBlockCpuOpsT {
  public:
   struct Tensor {
-    double* p = nullptr;
+    S* p = nullptr;
     std::int64_t n = 0;
   };
   struct Saved {
     Tensor q, k, v, bias, o;  // views of the caller's tensors (alive until backward)
-    std::vector<double> probs;
+    Tensor kept;              // naive: probabilities [rows, heads, len, len]; fused: lse [rows, heads, len]
     std::int64_t rows = 0, len = 0, heads = 0, head_dim = 0;
     bool has_bias = false;
   };
+  using AllocFn = std::function<void*(std::size_t)>;
+  using FreeFn = std::function<void(void*)>;
+
+  explicit EvoformerBlockCpuOpsT(bool fused_attention = false, AllocFn alloc = {}, FreeFn free = {});
+  ~EvoformerBlockCpuOpsT();
+  EvoformerBlockCpuOpsT(const EvoformerBlockCpuOpsT&) = delete;
+  EvoformerBlockCpuOpsT& operator=(const EvoformerBlockCpuOpsT&) = delete;
 
   Tensor alloc(std::int64_t n, MemoryKind kind, const char* what);
   void release(Tensor& t);
@@ -58,13 +70,23 @@ class EvoformerBlockCpuOps {
 
   std::int64_t live_bytes() const { return live_bytes_; }
   std::int64_t peak_bytes() const { return peak_bytes_; }
-  std::int64_t live_tensors() const { return static_cast<std::int64_t>(buffers_.size()); }
+  std::int64_t allocated_bytes() const { return allocated_bytes_; }  // every allocation, summed
+  std::int64_t live_tensors() const { return static_cast<std::int64_t>(sizes_.size()); }
 
  private:
-  std::map<double*, std::unique_ptr<double[]>> buffers_;
-  std::map<double*, std::int64_t> sizes_;
-  std::int64_t live_bytes_ = 0, peak_bytes_ = 0;
+  double logit(const Saved& s, std::int64_t r, std::int64_t h, std::int64_t i, std::int64_t j) const;
+
+  bool fused_;
+  AllocFn alloc_;
+  FreeFn free_;
+  std::map<S*, std::int64_t> sizes_;  // live allocations, elements
+  std::int64_t live_bytes_ = 0, peak_bytes_ = 0, allocated_bytes_ = 0;
 };
+
+extern template class EvoformerBlockCpuOpsT<double>;
+extern template class EvoformerBlockCpuOpsT<float>;
+using EvoformerBlockCpuOps = EvoformerBlockCpuOpsT<double>;     // the reference
+using EvoformerBlockCpuExecOps = EvoformerBlockCpuOpsT<float>;  // the fp32 executor
 
 // Convenience for tests and benchmarks: one block on CPU with weights, inputs and upstream
 // gradients drawn from `seed` (weights scaled so activations stay O(1)).

@@ -2,12 +2,15 @@
 // forms derived by hand from AF2's block: parameter count, GEMM and attention FLOPs,
 // balanced memory events, and what the fused attention saves.
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
+#include "kernels/evoformer_block/evoformer_block_ref.h"
 #include "model/evoformer_block_program.h"
 #include "workloads/specs.h"
 
@@ -297,6 +300,60 @@ TEST(EvoformerBlockProgram, ExtraMsaBlockAtFinetuneCrop) {
   EXPECT_NEAR(probs / 1e9, 12.08, 0.005);
   EXPECT_GT(static_cast<double>(naive.peak_bytes - fused.peak_bytes), probs);
   EXPECT_GT(ratio, 2.5);
+}
+
+}  // namespace
+}  // namespace seqscale
+
+namespace seqscale {
+namespace {
+
+// Memory self-consistency: an fp32 CPU executor of the same block definition (tensors,
+// attention probabilities or log-sum-exp, backward workspaces, LayerNorm partials) reaches
+// exactly the peak the model's program replays for an fp32 block, naive and fused, main and
+// extra-MSA. The executor's allocations are real; the program's are declarations.
+TEST(EvoformerBlockProgram, Fp32CpuExecutorPeakEqualsTheProgram) {
+  EvoformerBlockDims base;
+  base.n_seq = 5;
+  base.n_res = 7;
+  base.c_m = 12;
+  base.c_z = 8;
+  base.msa_heads = 2;
+  base.msa_head_dim = 4;
+  base.tri_heads = 2;
+  base.tri_head_dim = 3;
+  base.c_opm = 3;
+  base.c_tri_mul = 6;
+  base.transition = 2;
+  for (const bool global : {false, true}) {
+    for (const bool fused : {false, true}) {
+      EvoformerBlockDims d = base;
+      d.global_column = global;
+      if (global) d.n_seq = 11;
+      EvoformerBlockCpuExecOps ops(fused);
+      EvoformerBlock<EvoformerBlockCpuExecOps> block(ops, d);
+      for (auto* p : block.params()) std::fill(p->w.p, p->w.p + p->w.n, 0.1f);
+      const std::int64_t nm = d.n_seq * d.n_res * d.c_m, nz = d.n_res * d.n_res * d.c_z;
+      auto m0 = ops.alloc(nm, MemoryKind::kActivations, "m0"), z0 = ops.alloc(nz, MemoryKind::kActivations, "z0");
+      auto dm = ops.alloc(nm, MemoryKind::kActivations, "dm_out"), dz = ops.alloc(nz, MemoryKind::kActivations, "dz_out");
+      auto dm0 = ops.alloc(nm, MemoryKind::kActivations, "dm0"), dz0 = ops.alloc(nz, MemoryKind::kActivations, "dz0");
+      for (auto* t : {&m0, &z0, &dm, &dz}) {
+        for (std::int64_t i = 0; i < t->n; ++i) t->p[i] = static_cast<float>((i * 37 % 17) - 8) / 8.f;
+      }
+      block.forward(m0, z0);
+      block.backward(dm, dz, dm0, dz0);
+      const StepProgram prog = build_evoformer_block_program(d, DType::kFp32, fused);
+      const char* what = global ? (fused ? "extra-MSA fused" : "extra-MSA naive") : (fused ? "main fused" : "main naive");
+      EXPECT_EQ(ops.peak_bytes(), prog.replay_memory().peak_device_bytes) << what;
+      // Every allocation, not only the one at the peak: the sum of all of them agrees too.
+      std::int64_t declared = 0;
+      for (const StepOp& op : prog.ops) {
+        if (const auto* e = std::get_if<MemoryEvent>(&op); e && e->bytes > 0 && !e->on_host) declared += e->bytes;
+      }
+      EXPECT_EQ(ops.allocated_bytes(), declared) << what;
+      for (float x : std::vector<float>(dz0.p, dz0.p + dz0.n)) ASSERT_TRUE(std::isfinite(x));
+    }
+  }
 }
 
 }  // namespace
