@@ -53,5 +53,31 @@ TEST(Steps, BadPlanIsAFailedPointNamingTheField) {
   EXPECT_NE(r.reason.find("tp"), std::string::npos) << r.reason;
 }
 
+// The same check for the Evoformer block: the harness runs the fp32 CPU executor of the
+// block definition; its allocator's peak equals the model's block program.
+TEST(Steps, EvoformerBlockCpuPeakEqualsTheModelsProgram) {
+  std::mt19937 rng(std::random_device{}());
+  for (const char* attn : {"naive", "fused"}) {
+    for (const char* stack : {"main", "extra_msa"}) {
+      MatrixPoint p;
+      p.bench = "evoformer_block";
+      p.backend = "cpu";
+      p.suite = "steps";
+      p.timing.min_samples = 1;
+      p.timing.max_samples = 1;
+      p.timing.warmup_s = 0;
+      p.timing.time_cap_s = 0;
+      const std::int64_t n_res = 5 + static_cast<std::int64_t>(rng() % 9);  // awkward crops
+      p.params = {{"model", "tiny-evoformer"}, {"attn", attn}, {"stack", stack}, {"n_res", n_res}};
+      p.id = p.params.dump();
+      const PointResult r = execute_point(p);
+      ASSERT_EQ(r.status, PointStatus::kOk) << r.reason << " " << p.id;
+      EXPECT_GT(r.metrics.at("peak_bytes"), 0);
+      EXPECT_EQ(r.metrics.at("peak_bytes"), r.metrics.at("model_peak_bytes")) << p.id;
+      EXPECT_GT(r.declared_flops, 0);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace seqscale
