@@ -199,10 +199,13 @@ void evoformer_time(const EvoformerSpec& ev, const ClusterSpec& c, const Plan& p
     double fwd = 0, bwd = 0;
     for (const StepOp& op : evoformer_block_program_cached(d, ev.dtype, fused).ops) {
       if (const auto* op_c = std::get_if<ComputeOp>(&op)) {
-        (op_c->phase == Phase::kForward ? fwd : bwd) += compute_time_s(*op_c, c, cal);
+        ComputeOp share = *op_c;  // this rank's 1/dap of the op, priced as such
+        share.cost.flops /= p.dap;
+        share.cost.bytes /= p.dap;
+        (op_c->phase == Phase::kForward ? fwd : bwd) += compute_time_s(share, c, cal);
       }
     }
-    return ((1.0 + recompute_fwd) * fwd + bwd) / static_cast<double>(p.dap);
+    return (1.0 + recompute_fwd) * fwd + bwd;
   };
   const double t_main = block_time(EvoformerBlockDims::from_spec(ev));
   const double t_extra = ev.extra_blocks > 0 ? block_time(EvoformerBlockDims::extra_msa_from_spec(ev)) : 0.0;

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "model/comm_volume.h"
+#include "model/evoformer_block_program.h"
 #include "model/memory.h"
 
 namespace seqscale {
@@ -10,13 +12,19 @@ namespace {
 
 std::int64_t to_bytes(double b) { return static_cast<std::int64_t>(std::llround(b)); }
 
-void add_attention(StepProgram& prog, const char* kernel, double bt, const AttentionDims& d, double len, double dap,
-                   DType dtype, bool fused, bool recompute, std::int32_t block) {
-  const double f = bt * static_cast<double>(d.heads) * len * len * static_cast<double>(d.head_dim) / dap;
-  const std::vector<std::int64_t> shape{static_cast<std::int64_t>(bt / dap), d.heads, static_cast<std::int64_t>(len),
-                                        d.head_dim};
-  if (recompute) prog.add(ComputeOp{kernel, shape, dtype, KernelCost{4.0 * f, 0, 0}, Phase::kRecompute, block});
-  prog.add(ComputeOp{kernel, shape, dtype, KernelCost{(fused ? 10.0 : 8.0) * f, 0, 0}, Phase::kBackward, block});
+// One block's ComputeOps (from the block program the harness runs) under DAP: each rank
+// does 1/dap of every op's work.
+void add_block_ops(StepProgram& prog, const StepProgram& block, Phase from, Phase as, double dap, std::int32_t layer) {
+  for (const StepOp& op : block.ops) {
+    const auto* c = std::get_if<ComputeOp>(&op);
+    if (!c || c->phase != from) continue;
+    ComputeOp scaled = *c;
+    scaled.cost.flops /= dap;
+    scaled.cost.bytes /= dap;
+    scaled.phase = as;
+    scaled.layer = layer;
+    prog.add(std::move(scaled));
+  }
 }
 
 }  // namespace
@@ -32,26 +40,22 @@ StepProgram build_evoformer_program(const EvoformerSpec& e, const Plan& p, const
   if (mb.host_bytes > 0) prog.alloc(MemoryKind::kOptimizerStates, to_bytes(mb.host_bytes), "offloaded_states", true);
   prog.alloc(MemoryKind::kCommBuffers, to_bytes(mb[MemTerm::kCommBuffers]), "dap_all_to_all_staging");
 
+  const double n_res = static_cast<double>(s.seq);
+  const double n_seq = static_cast<double>(e.n_seq), n_extra = static_cast<double>(e.n_extra);
+  // Compute: the main and extra-MSA block programs at this crop (every GEMM, LayerNorm,
+  // attention and elementwise op the harness runs), work split over the DAP ranks.
+  EvoformerBlockDims main_dims = EvoformerBlockDims::from_spec(e), extra_dims = EvoformerBlockDims::extra_msa_from_spec(e);
+  main_dims.n_res = extra_dims.n_res = s.seq;
   const bool fused = p.attn == AttentionImpl::kFused;
   const bool recompute = p.recompute != Recompute::kNone;
-  const char* kernel = fused ? "attention_fused" : "attention_naive";
-  const double n_res = static_cast<double>(s.seq), dap = p.dap;
-  const double n_seq = static_cast<double>(e.n_seq), n_extra = static_cast<double>(e.n_extra);
+  const StepProgram& main_block = evoformer_block_program_cached(main_dims, e.dtype, fused);
+  const StepProgram* extra_block = e.extra_blocks > 0 && e.n_extra > 0 && e.c_e > 0
+                                       ? &evoformer_block_program_cached(extra_dims, e.dtype, fused)
+                                       : nullptr;
   const std::int64_t blocks = e.blocks + e.extra_blocks;
-  // The attention calls of one block (the extra-MSA stack's column attention is AF2's
-  // linear-cost global attention and is left out, as in the time model).
-  struct Call { double bt; AttentionDims dims; double len; };
-  auto calls = [&](bool extra) {
-    std::vector<Call> v;
-    if (extra) {
-      v.push_back({n_extra, e.extra_msa, n_res});
-    } else {
-      v.push_back({n_seq, e.msa, n_res});  // MSA row, pair bias
-      v.push_back({n_res, e.msa, n_seq});  // MSA column
-    }
-    v.push_back({n_res, e.triangle, n_res});  // triangle start node
-    v.push_back({n_res, e.triangle, n_res});  // triangle end node
-    return v;
+  const double dap = p.dap;
+  auto block_of = [&](std::int64_t b) -> const StepProgram& {
+    return b < e.extra_blocks && extra_block ? *extra_block : main_block;
   };
   // Stored per block: the closed form's activations split evenly over the blocks' inputs
   // (extra-MSA blocks first, as the model runs them), so the sum is exact.
@@ -71,23 +75,20 @@ StepProgram build_evoformer_program(const EvoformerSpec& e, const Plan& p, const
     allocated += bytes;
     stored.push_back(bytes);
     prog.alloc(MemoryKind::kActivations, bytes, extra ? "extra_msa_block_input" : "evoformer_block_input");
-    for (const Call& c : calls(extra)) {
-      const double f = c.bt * static_cast<double>(c.dims.heads) * c.len * c.len * static_cast<double>(c.dims.head_dim) / dap;
-      prog.add(ComputeOp{kernel, {}, e.dtype, KernelCost{4.0 * f, 0, 0}, Phase::kForward, static_cast<std::int32_t>(b)});
-    }
+    add_block_ops(prog, block_of(b), Phase::kForward, Phase::kForward, dap, static_cast<std::int32_t>(b));
   }
   // Backward, last block first: recompute the block, hold its working set and the largest
   // attention module, then release the block's checkpoint.
   const std::int64_t transient = to_bytes(mb[MemTerm::kBackwardWorkingSet] + mb[MemTerm::kAttentionScores]);
   for (std::int64_t b = blocks - 1; b >= 0; --b) {
-    const bool extra = b < e.extra_blocks;
     prog.alloc(MemoryKind::kWorkspace, transient, "block_backward");
-    for (const Call& c : calls(extra)) {
-      add_attention(prog, kernel, c.bt, c.dims, c.len, dap, e.dtype, fused, recompute, static_cast<std::int32_t>(b));
-    }
+    const auto layer = static_cast<std::int32_t>(b);
+    if (recompute) add_block_ops(prog, block_of(b), Phase::kForward, Phase::kRecompute, dap, layer);
+    add_block_ops(prog, block_of(b), Phase::kBackward, Phase::kBackward, dap, layer);
     prog.free(MemoryKind::kWorkspace, transient, "block_backward");
     prog.free(MemoryKind::kActivations, stored[static_cast<std::size_t>(b)], "block_input");
   }
+  for (const CommOp& op : evoformer_step_comm(e, p, s)) prog.add(op);  // DAP and DP/ZeRO
   return prog;
 }
 

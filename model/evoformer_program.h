@@ -1,8 +1,10 @@
 // The StepProgram of one Evoformer training step on one rank (per-block checkpointing, DAP
 // sharding): memory events laid out from the same terms evoformer_memory() prices in closed
-// form, and one ComputeOp per attention call with the ANCHORS s1 FLOPs (forward
-// 4 Bt H L^2 D; backward 8 naive or 10 fused; the checkpointed forward again before backward).
-// tests/model checks that replaying it gives the closed form's live peak.
+// form; compute as every ComputeOp of the main and extra-MSA block programs
+// (evoformer_block_program.h, what the harness runs) at 1/dap of the work, forward, the
+// checkpointed forward again, then backward; and evoformer_step_comm's collectives.
+// tests/model checks that replaying it gives the closed form's live peak and that pricing
+// its ops gives estimate()'s compute time.
 #pragma once
 #include "model/plan.h"
 #include "workloads/specs.h"

@@ -285,6 +285,18 @@ TEST(StepProgram, EvoformerClosedFormEqualsReplay) {
     const StepProgram prog = build_evoformer_program(m.evoformer(), p, shape);
     EXPECT_NEAR(static_cast<double>(prog.replay_memory().peak_device_bytes), closed.peak(), 64.0) << text;
     EXPECT_GT(prog.total_flops(), 0.0);
+    // The program's compute is the estimate's: every block op priced at its efficiency.
+    const ClusterSpec a100 = load_cluster("dgx-a100-80g");
+    const Estimate est = estimate(m, a100, p, p.dap, shape, default_calibration());
+    double t = 0;
+    for (const StepOp& op : prog.ops) {
+      if (const auto* c = std::get_if<ComputeOp>(&op)) t += compute_time_s(*c, a100, default_calibration());
+    }
+    EXPECT_NEAR(t, est.time.compute, 1e-9 * est.time.compute) << text;
+    // And its collectives are evoformer_step_comm's (DAP all-to-alls, gathers, reductions).
+    if (p.dap > 1) {
+      EXPECT_GT(prog.comm_bytes(GroupKind::kDap), 0) << text;
+    }
   }
 }
 
