@@ -3,12 +3,16 @@
 // allocator, so the measured peak is the executor's and can be set beside the model's
 // program (metric model_peak_bytes; equal by construction, tests/model checks it). Axes as
 // the CUDA body (evoformer_block_bench.cu); meant for tiny models (tiny-evoformer), dtype
-// fp32 only.
+// fp32 only. The axes and the model's side are shared with the CUDA body
+// (evoformer_block_bench.h).
+#include <initializer_list>
 #include <memory>
 #include <string>
+#include <variant>
 
 #include "harness/bench/registry.h"
 #include "harness/steps/step_executor.h"
+#include "kernels/evoformer_block/evoformer_block_bench.h"
 #include "kernels/evoformer_block/evoformer_block_ref.h"
 #include "model/evoformer_block_program.h"
 #include "workloads/config_error.h"
@@ -17,49 +21,56 @@ namespace seqscale {
 namespace {
 
 SEQSCALE_BENCH(evoformer_block_cpu, "evoformer_block", "steps", Backend::kCpu, [](BenchState& s) {
-  const EvoformerSpec spec = load_model(s.get_string("model")).evoformer();
+  EvoformerBlockPoint pt;
+  if (!setup_evoformer_block_point(s, {DType::kFp32}, pt)) return;
+  EvoformerBlockCpuExecOps ops(pt.fused, [&](std::size_t bytes) { return s.alloc(bytes); }, [&](void* p) { s.release(p); });
+  EvoformerBlock<EvoformerBlockCpuExecOps> block(ops, pt.dims);
+  std::uint64_t seed = 1;
+  for (auto* p : block.params()) s.fill_random(p->w.p, p->w.n, DType::kFp32, seed++);
+  EvoformerBlockIo<EvoformerBlockCpuExecOps> io(ops, s, pt.dims, DType::kFp32);
+  s.exec([&](void*) {
+    block.forward(io.m0, io.z0);
+    block.backward(io.dm, io.dz, io.dm0, io.dz0);
+  });
+});
+
+}  // namespace
+
+bool setup_evoformer_block_point(BenchState& s, std::initializer_list<DType> dtypes_allowed, EvoformerBlockPoint& out) {
+  const std::string model_name = s.get_string("model");
+  const ModelSpec model = load_model(model_name);
+  if (!model.is_evoformer()) throw ConfigError("model: '" + model_name + "' is not an Evoformer model");
+  const EvoformerSpec& spec = model.evoformer();
   const std::string stack = s.has("stack") ? s.get_string("stack") : "main";
   if (stack != "main" && stack != "extra_msa") throw ConfigError("stack: expected main or extra_msa, got '" + stack + "'");
-  EvoformerBlockDims d = stack == "main" ? EvoformerBlockDims::from_spec(spec) : EvoformerBlockDims::extra_msa_from_spec(spec);
-  if (s.has("n_seq")) d.n_seq = s.get_int("n_seq");
-  if (s.has("n_res")) d.n_res = s.get_int("n_res");
+  out.dims = stack == "main" ? EvoformerBlockDims::from_spec(spec) : EvoformerBlockDims::extra_msa_from_spec(spec);
+  if (s.has("n_seq")) out.dims.n_seq = s.get_int("n_seq");
+  if (s.has("n_res")) out.dims.n_res = s.get_int("n_res");
+  if (out.dims.n_seq <= 0 || out.dims.n_res <= 0) throw ConfigError("n_seq, n_res: must be positive");
   const std::string attn = s.get_string("attn");
   if (attn != "naive" && attn != "fused") throw ConfigError("attn: expected naive or fused, got '" + attn + "'");
-  if (s.has("dtype") && s.get_dtype() != DType::kFp32) throw ConfigError("dtype: the CPU block executor is fp32");
-  const bool fused = attn == "fused";
-  const auto program = std::make_shared<const StepProgram>(build_evoformer_block_program(d, DType::kFp32, fused));
-  s.declare_program(program);
+  out.fused = attn == "fused";
+  out.io = s.has("dtype") ? s.get_dtype() : DType::kFp32;
+  bool allowed = false;
+  for (DType t : dtypes_allowed) allowed = allowed || t == out.io;
+  if (!allowed) throw ConfigError("dtype: '" + std::string(dtype_name(out.io)) + "' is not run by this backend's Evoformer block");
+  out.program = std::make_shared<const StepProgram>(build_evoformer_block_program(out.dims, out.io, out.fused));
+  s.declare_program(out.program);
   KernelCost declared;
-  for (const StepOp& op : program->ops) {
+  for (const StepOp& op : out.program->ops) {
     if (const auto* c = std::get_if<ComputeOp>(&op)) {
       declared.flops += c->cost.flops;
       declared.bytes += c->cost.bytes;
     }
   }
   s.add_cost(declared);
-  s.set_metric("model_peak_bytes", static_cast<double>(program->replay_memory().peak_device_bytes));
-  if (!s.executes()) {
-    replay_memory_events(*program, s);
-    s.exec([](void*) {});
-    return;
-  }
-  EvoformerBlockCpuExecOps ops(fused, [&](std::size_t bytes) { return s.alloc(bytes); }, [&](void* p) { s.release(p); });
-  EvoformerBlock<EvoformerBlockCpuExecOps> block(ops, d);
-  std::uint64_t seed = 1;
-  for (auto* p : block.params()) s.fill_random(p->w.p, p->w.n, DType::kFp32, seed++);
-  const std::int64_t nm = d.n_seq * d.n_res * d.c_m, nz = d.n_res * d.n_res * d.c_z;
-  auto m0 = ops.alloc(nm, MemoryKind::kActivations, "m0"), z0 = ops.alloc(nz, MemoryKind::kActivations, "z0");
-  auto dm = ops.alloc(nm, MemoryKind::kActivations, "dm_out"), dz = ops.alloc(nz, MemoryKind::kActivations, "dz_out");
-  auto dm0 = ops.alloc(nm, MemoryKind::kActivations, "dm0"), dz0 = ops.alloc(nz, MemoryKind::kActivations, "dz0");
-  s.fill_random(m0.p, nm, DType::kFp32, 101);
-  s.fill_random(z0.p, nz, DType::kFp32, 102);
-  s.fill_random(dm.p, nm, DType::kFp32, 103);
-  s.fill_random(dz.p, nz, DType::kFp32, 104);
-  s.exec([&](void*) {
-    block.forward(m0, z0);
-    block.backward(dm, dz, dm0, dz0);
-  });
-});
+  s.set_metric("model_peak_bytes", static_cast<double>(out.program->replay_memory().peak_device_bytes));
+  if (s.executes()) return true;
+  // The model's side: the block's memory is its program's events (weights, inputs, every
+  // saved tensor and workspace), replayed through the state's allocator.
+  replay_memory_events(*out.program, s);
+  s.exec([](void*) {});
+  return false;
+}
 
-}  // namespace
 }  // namespace seqscale

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <utility>
+#include <vector>
 
 #include "harness/bench/execute.h"
 
@@ -76,6 +78,26 @@ TEST(Steps, EvoformerBlockCpuPeakEqualsTheModelsProgram) {
       EXPECT_EQ(r.metrics.at("peak_bytes"), r.metrics.at("model_peak_bytes")) << p.id;
       EXPECT_GT(r.declared_flops, 0);
     }
+  }
+}
+
+TEST(Steps, EvoformerBlockBadAxesAreFailedPointsNamingTheField) {
+  const std::vector<std::pair<nlohmann::json, std::string>> cases = {
+      {{{"model", "tiny-gpt"}, {"attn", "fused"}}, "not an Evoformer model"},
+      {{{"model", "tiny-evoformer"}, {"attn", "flash"}}, "attn"},
+      {{{"model", "tiny-evoformer"}, {"attn", "fused"}, {"stack", "template"}}, "stack"},
+      {{{"model", "tiny-evoformer"}, {"attn", "fused"}, {"dtype", "bf16"}}, "dtype"},  // the CPU executor is fp32
+      {{{"model", "tiny-evoformer"}, {"attn", "fused"}, {"n_res", 0}}, "n_res"},
+  };
+  for (const auto& [params, field] : cases) {
+    MatrixPoint p;
+    p.bench = "evoformer_block";
+    p.backend = "cpu";
+    p.params = params;
+    const PointResult r = execute_point(p);
+    EXPECT_EQ(r.status, PointStatus::kFailed) << params.dump();
+    EXPECT_NE(r.reason.find(field), std::string::npos) << r.reason;
+    EXPECT_EQ(r.reason.find('\n'), std::string::npos) << r.reason;
   }
 }
 
