@@ -136,20 +136,7 @@ void EvoformerBlock<Ops>::attention_bwd(AttnW& w, AttnSaved& s, const T& x, T& d
     release(dbl);
   }
   // LayerNorm backward into the (transposed) input gradient, then back to x's layout.
-  if (s.transposed) {
-    T dxt = ops_.alloc(n * c, MemoryKind::kWorkspace, "d_attention_input_transposed");
-    ops_.permute_0213(dx_acc, dxt, 1, len, rows, c);  // residual share, transposed
-    ln_bwd(w.ln, dln, s.xt, s.mean, s.rstd, dxt, n, c);
-    ops_.permute_0213(dxt, dx_acc, 1, rows, len, c);
-    release(dxt);
-    release(s.xt);
-  } else {
-    ln_bwd(w.ln, dln, x, s.mean, s.rstd, dx_acc, n, c);
-  }
-  release(dln);
-  release(s.ln);
-  release(s.mean);
-  release(s.rstd);
+  input_ln_bwd(w, s, x, dln, dx_acc);
 }
 
 // global column attention (extra-MSA stack, Algorithm 19)
@@ -246,12 +233,25 @@ void EvoformerBlock<Ops>::global_attention_bwd(AttnW& w, AttnSaved& s, T& dx_acc
   release(s.k);
   release(s.v);
   release(s.g);
-  T dxt = ops_.alloc(n * c, MemoryKind::kWorkspace, "d_attention_input_transposed");
-  ops_.permute_0213(dx_acc, dxt, 1, len, rows, c);
-  ln_bwd(w.ln, dln, s.xt, s.mean, s.rstd, dxt, n, c);
-  ops_.permute_0213(dxt, dx_acc, 1, rows, len, c);
-  release(dxt);
-  release(s.xt);
+  input_ln_bwd(w, s, s.xt, dln, dx_acc);
+}
+
+// The input LayerNorm's backward, added into the residual stream gradient dx_acc (in x's
+// layout: through the transpose when the module attended over the first axis); releases
+// dln and everything the LayerNorm kept.
+template <class Ops>
+void EvoformerBlock<Ops>::input_ln_bwd(AttnW& w, AttnSaved& s, const T& x, T& dln, T& dx_acc) {
+  const std::int64_t rows = s.rows, len = s.len, n = rows * len, c = w.c_in;
+  if (s.transposed) {
+    T dxt = ops_.alloc(n * c, MemoryKind::kWorkspace, "d_attention_input_transposed");
+    ops_.permute_0213(dx_acc, dxt, 1, len, rows, c);  // residual share, transposed
+    ln_bwd(w.ln, dln, s.xt, s.mean, s.rstd, dxt, n, c);
+    ops_.permute_0213(dxt, dx_acc, 1, rows, len, c);
+    release(dxt);
+    release(s.xt);
+  } else {
+    ln_bwd(w.ln, dln, x, s.mean, s.rstd, dx_acc, n, c);
+  }
   release(dln);
   release(s.ln);
   release(s.mean);

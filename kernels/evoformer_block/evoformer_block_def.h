@@ -326,6 +326,7 @@ class EvoformerBlock {
   void attention_bwd(AttnW& w, AttnSaved& s, const T& x, T& dx_acc, T* dz_acc);
   AttnSaved global_attention_fwd(AttnW& w, const T& x, std::int64_t rows, std::int64_t len, std::int64_t c);
   void global_attention_bwd(AttnW& w, AttnSaved& s, T& dx_acc);
+  void input_ln_bwd(AttnW& w, AttnSaved& s, const T& x, T& dln, T& dx_acc);
   TransSaved transition_fwd(TransW& w, const T& x, std::int64_t rows, std::int64_t c);
   void transition_bwd(TransW& w, TransSaved& s, const T& x, T& dx_acc, std::int64_t rows, std::int64_t c);
   OpmSaved opm_fwd(const T& m);
