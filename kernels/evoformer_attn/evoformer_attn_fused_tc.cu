@@ -55,14 +55,9 @@ __global__ void __launch_bounds__(32 * kWarps) fused_fwd_tc(const T* __restrict_
   float* os = reinterpret_cast<float*>(smem + L::kO);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const std::int64_t bn = blockIdx.z, h = blockIdx.y, i0 = static_cast<std::int64_t>(blockIdx.x) * kRows;
-  const T zero = T(0.f);
 
-  for (int e = threadIdx.x; e < kRows * D; e += blockDim.x) {
-    const int r = e / D, d = e % D;
-    const std::int64_t i = i0 + r;
-    qs[r * L::kQld + d] = i < g.len ? q[g.qkv<D>(bn, i, h) + d] : zero;
-    os[r * L::kOld + d] = 0.f;
-  }
+  load_rows<T, D>(qs, L::kQld, q, g, bn, h, i0, kRows);
+  for (int e = threadIdx.x; e < kRows * D; e += blockDim.x) os[(e / D) * L::kOld + e % D] = 0.f;
   float m_run[16], l_run[16];
 #pragma unroll
   for (int r = 0; r < 16; ++r) {
@@ -73,28 +68,12 @@ __global__ void __launch_bounds__(32 * kWarps) fused_fwd_tc(const T* __restrict_
 
   for (std::int64_t j0 = 0; j0 < g.len; j0 += kKeys) {
     __syncthreads();  // the previous tile's K/V reads are done (and Q/O are initialised)
-    for (int e = threadIdx.x; e < kKeys * D; e += blockDim.x) {
-      const int r = e / D, d = e % D;
-      const std::int64_t j = j0 + r;
-      ks[r * L::kQld + d] = j < g.len ? k[g.qkv<D>(bn, j, h) + d] : zero;
-      vs[r * L::kQld + d] = j < g.len ? v[g.qkv<D>(bn, j, h) + d] : zero;
-    }
+    load_rows<T, D>(ks, L::kQld, k, g, bn, h, j0, kKeys);
+    load_rows<T, D>(vs, L::kQld, v, g, bn, h, j0, kKeys);
     __syncthreads();
 
-    // S_w = Q_w K^T: K stored [key][d] is K^T in column-major order.
-    for (int cj = 0; cj < kKeys / 16; ++cj) {
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-      wmma::fill_fragment(acc, 0.f);
-#pragma unroll
-      for (int kd = 0; kd < D / 16; ++kd) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> b;
-        wmma::load_matrix_sync(a, qs + warp * 16 * L::kQld + kd * 16, L::kQld);
-        wmma::load_matrix_sync(b, ks + cj * 16 * L::kQld + kd * 16, L::kQld);
-        wmma::mma_sync(acc, a, b, acc);
-      }
-      wmma::store_matrix_sync(ss + warp * 16 * L::kSld + cj * 16, acc, L::kSld, wmma::mem_row_major);
-    }
+    // S_w = Q_w K^T.
+    warp_mma_abt<T, D, kKeys>(qs + warp * 16 * L::kQld, L::kQld, ks, L::kQld, ss + warp * 16 * L::kSld, L::kSld);
     __syncwarp();
 
 #pragma unroll
@@ -134,20 +113,7 @@ __global__ void __launch_bounds__(32 * kWarps) fused_fwd_tc(const T* __restrict_
     __syncwarp();
 
     // O_w += P_w V.
-#pragma unroll
-    for (int cd = 0; cd < D / 16; ++cd) {
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-      wmma::load_matrix_sync(acc, os + warp * 16 * L::kOld + cd * 16, L::kOld, wmma::mem_row_major);
-#pragma unroll
-      for (int kk = 0; kk < kKeys / 16; ++kk) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> b;
-        wmma::load_matrix_sync(a, ps + warp * 16 * L::kPld + kk * 16, L::kPld);
-        wmma::load_matrix_sync(b, vs + kk * 16 * L::kQld + cd * 16, L::kQld);
-        wmma::mma_sync(acc, a, b, acc);
-      }
-      wmma::store_matrix_sync(os + warp * 16 * L::kOld + cd * 16, acc, L::kOld, wmma::mem_row_major);
-    }
+    warp_mma_ab_acc<T, kKeys, D>(ps + warp * 16 * L::kPld, L::kPld, vs, L::kQld, os + warp * 16 * L::kOld, L::kOld);
     __syncwarp();
   }
 

@@ -35,6 +35,59 @@ struct TcGeo {
   }
 };
 
+// One warp, C[16 x N] (fp32, shared, row-major, ldc) = A[16 x K] B^T, with A [16 rows x K]
+// and B [N rows x K] row-major in shared: S = Q K^T, dP = dO V^T and their transposes.
+template <typename T, int K, int N>
+__device__ __forceinline__ void warp_mma_abt(const T* a, int lda, const T* b, int ldb, float* c, int ldc) {
+#pragma unroll
+  for (int cn = 0; cn < N / 16; ++cn) {
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+    wmma::fill_fragment(acc, 0.f);
+#pragma unroll
+    for (int kk = 0; kk < K / 16; ++kk) {
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> fb;  // B^T: B read column-major
+      wmma::load_matrix_sync(fa, a + kk * 16, lda);
+      wmma::load_matrix_sync(fb, b + cn * 16 * ldb + kk * 16, ldb);
+      wmma::mma_sync(acc, fa, fb, acc);
+    }
+    wmma::store_matrix_sync(c + cn * 16, acc, ldc, wmma::mem_row_major);
+  }
+}
+
+// One warp, C[16 x N] (fp32, shared) += A[16 x K] B, with B [K x N] row-major in shared:
+// O += P V, dV += P^T dO, dK += dS^T Q, dQ += dS K, the accumulator kept in shared.
+template <typename T, int K, int N>
+__device__ __forceinline__ void warp_mma_ab_acc(const T* a, int lda, const T* b, int ldb, float* c, int ldc) {
+#pragma unroll
+  for (int cn = 0; cn < N / 16; ++cn) {
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+    wmma::load_matrix_sync(acc, c + cn * 16, ldc, wmma::mem_row_major);
+#pragma unroll
+    for (int kk = 0; kk < K / 16; ++kk) {
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb;
+      wmma::load_matrix_sync(fa, a + kk * 16, lda);
+      wmma::load_matrix_sync(fb, b + kk * 16 * ldb + cn * 16, ldb);
+      wmma::mma_sync(acc, fa, fb, acc);
+    }
+    wmma::store_matrix_sync(c + cn * 16, acc, ldc, wmma::mem_row_major);
+  }
+}
+
+// The whole block copies `rows` rows of one (bn, h) slice of a [B, N, L, H, D] tensor,
+// starting at row r0, into shared [rows x ld]; rows past L are zero.
+template <typename T, int D>
+__device__ __forceinline__ void load_rows(T* dst, int ld, const T* src, const TcGeo& g, std::int64_t bn, std::int64_t h,
+                                          std::int64_t r0, int rows) {
+  const T zero = T(0.f);
+  for (int e = threadIdx.x; e < rows * D; e += blockDim.x) {
+    const int r = e / D, d = e % D;
+    const std::int64_t l = r0 + r;
+    dst[r * ld + d] = l < g.len ? src[g.qkv<D>(bn, l, h) + d] : zero;
+  }
+}
+
 // Large tiles need more than 48 KB of shared memory: opt in once per kernel.
 template <typename Kernel>
 void allow_smem(Kernel kernel, std::size_t bytes, bool& configured) {

@@ -57,14 +57,11 @@ __global__ void __launch_bounds__(32 * KW) fused_bwd_kv_tc(
   float* dot_s = reinterpret_cast<float*>(smem + L::kDot);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const std::int64_t bn = blockIdx.z, h = blockIdx.y, j0 = static_cast<std::int64_t>(blockIdx.x) * L::kKeysTile;
-  const T zero = T(0.f);
+  load_rows<T, D>(ks, L::kLd, k, g, bn, h, j0, L::kKeysTile);
+  load_rows<T, D>(vs, L::kLd, v, g, bn, h, j0, L::kKeysTile);
   for (int e = threadIdx.x; e < L::kKeysTile * D; e += blockDim.x) {
-    const int r = e / D, d = e % D;
-    const std::int64_t j = j0 + r;
-    ks[r * L::kLd + d] = j < g.len ? k[g.qkv<D>(bn, j, h) + d] : zero;
-    vs[r * L::kLd + d] = j < g.len ? v[g.qkv<D>(bn, j, h) + d] : zero;
-    dks[r * L::kOld + d] = 0.f;
-    dvs[r * L::kOld + d] = 0.f;
+    dks[(e / D) * L::kOld + e % D] = 0.f;
+    dvs[(e / D) * L::kOld + e % D] = 0.f;
   }
   float dmask[16];
 #pragma unroll
@@ -73,12 +70,8 @@ __global__ void __launch_bounds__(32 * KW) fused_bwd_kv_tc(
 
   for (std::int64_t i0 = 0; i0 < g.len; i0 += L::kQ) {
     __syncthreads();
-    for (int e = threadIdx.x; e < L::kQ * D; e += blockDim.x) {
-      const int r = e / D, d = e % D;
-      const std::int64_t i = i0 + r;
-      qs[r * L::kLd + d] = i < g.len ? q[g.qkv<D>(bn, i, h) + d] : zero;
-      dos[r * L::kLd + d] = i < g.len ? d_o[g.qkv<D>(bn, i, h) + d] : zero;
-    }
+    load_rows<T, D>(qs, L::kLd, q, g, bn, h, i0, L::kQ);
+    load_rows<T, D>(dos, L::kLd, d_o, g, bn, h, i0, L::kQ);
     for (int r = threadIdx.x; r < L::kQ; r += blockDim.x) {
       const std::int64_t i = i0 + r;
       lse_s[r] = i < g.len ? lse[(bn * g.heads + h) * g.len + i] : -INFINITY;
@@ -86,19 +79,7 @@ __global__ void __launch_bounds__(32 * KW) fused_bwd_kv_tc(
     }
     __syncthreads();
     // S^T_w = K_w Q^T (16 keys x 64 queries).
-    for (int cq = 0; cq < L::kQ / 16; ++cq) {
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-      wmma::fill_fragment(acc, 0.f);
-#pragma unroll
-      for (int kd = 0; kd < D / 16; ++kd) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> b;
-        wmma::load_matrix_sync(a, ks + warp * 16 * L::kLd + kd * 16, L::kLd);
-        wmma::load_matrix_sync(b, qs + cq * 16 * L::kLd + kd * 16, L::kLd);
-        wmma::mma_sync(acc, a, b, acc);
-      }
-      wmma::store_matrix_sync(st + warp * 16 * L::kSld + cq * 16, acc, L::kSld, wmma::mem_row_major);
-    }
+    warp_mma_abt<T, D, L::kQ>(ks + warp * 16 * L::kLd, L::kLd, qs, L::kLd, st + warp * 16 * L::kSld, L::kSld);
     __syncwarp();
     // P^T = exp(S^T / sqrt(D) + bias^T - lse).
 #pragma unroll
@@ -119,34 +100,9 @@ __global__ void __launch_bounds__(32 * KW) fused_bwd_kv_tc(
     }
     __syncwarp();
     // dV_w += P^T_w dO.
-#pragma unroll
-    for (int cd = 0; cd < D / 16; ++cd) {
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-      wmma::load_matrix_sync(acc, dvs + warp * 16 * L::kOld + cd * 16, L::kOld, wmma::mem_row_major);
-#pragma unroll
-      for (int kk = 0; kk < L::kQ / 16; ++kk) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> b;
-        wmma::load_matrix_sync(a, pt + warp * 16 * L::kPld + kk * 16, L::kPld);
-        wmma::load_matrix_sync(b, dos + kk * 16 * L::kLd + cd * 16, L::kLd);
-        wmma::mma_sync(acc, a, b, acc);
-      }
-      wmma::store_matrix_sync(dvs + warp * 16 * L::kOld + cd * 16, acc, L::kOld, wmma::mem_row_major);
-    }
+    warp_mma_ab_acc<T, L::kQ, D>(pt + warp * 16 * L::kPld, L::kPld, dos, L::kLd, dvs + warp * 16 * L::kOld, L::kOld);
     // dP^T_w = V_w dO^T (into the S^T buffer: S^T is no longer needed).
-    for (int cq = 0; cq < L::kQ / 16; ++cq) {
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-      wmma::fill_fragment(acc, 0.f);
-#pragma unroll
-      for (int kd = 0; kd < D / 16; ++kd) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> b;
-        wmma::load_matrix_sync(a, vs + warp * 16 * L::kLd + kd * 16, L::kLd);
-        wmma::load_matrix_sync(b, dos + cq * 16 * L::kLd + kd * 16, L::kLd);
-        wmma::mma_sync(acc, a, b, acc);
-      }
-      wmma::store_matrix_sync(st + warp * 16 * L::kSld + cq * 16, acc, L::kSld, wmma::mem_row_major);
-    }
+    warp_mma_abt<T, D, L::kQ>(vs + warp * 16 * L::kLd, L::kLd, dos, L::kLd, st + warp * 16 * L::kSld, L::kSld);
     __syncwarp();
     // dS^T = P^T (dP^T - D_i); d(pair) and the d(mask) partials of the tile's keys.
 #pragma unroll
@@ -169,20 +125,7 @@ __global__ void __launch_bounds__(32 * KW) fused_bwd_kv_tc(
     }
     __syncwarp();
     // dK_w += dS^T_w Q (scaled at the end).
-#pragma unroll
-    for (int cd = 0; cd < D / 16; ++cd) {
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-      wmma::load_matrix_sync(acc, dks + warp * 16 * L::kOld + cd * 16, L::kOld, wmma::mem_row_major);
-#pragma unroll
-      for (int kk = 0; kk < L::kQ / 16; ++kk) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> b;
-        wmma::load_matrix_sync(a, dst + warp * 16 * L::kPld + kk * 16, L::kPld);
-        wmma::load_matrix_sync(b, qs + kk * 16 * L::kLd + cd * 16, L::kLd);
-        wmma::mma_sync(acc, a, b, acc);
-      }
-      wmma::store_matrix_sync(dks + warp * 16 * L::kOld + cd * 16, acc, L::kOld, wmma::mem_row_major);
-    }
+    warp_mma_ab_acc<T, L::kQ, D>(dst + warp * 16 * L::kPld, L::kPld, qs, L::kLd, dks + warp * 16 * L::kOld, L::kOld);
   }
   __syncwarp();
 #pragma unroll
@@ -229,14 +172,9 @@ __global__ void __launch_bounds__(32 * kWarps) fused_bwd_q_tc(
   float* dqs = reinterpret_cast<float*>(smem + L::kDq);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const std::int64_t bn = blockIdx.z, h = blockIdx.y, i0 = static_cast<std::int64_t>(blockIdx.x) * kRows;
-  const T zero = T(0.f);
-  for (int e = threadIdx.x; e < kRows * D; e += blockDim.x) {
-    const int r = e / D, d = e % D;
-    const std::int64_t i = i0 + r;
-    qs[r * L::kLd + d] = i < g.len ? q[g.qkv<D>(bn, i, h) + d] : zero;
-    dos[r * L::kLd + d] = i < g.len ? d_o[g.qkv<D>(bn, i, h) + d] : zero;
-    dqs[r * L::kOld + d] = 0.f;
-  }
+  load_rows<T, D>(qs, L::kLd, q, g, bn, h, i0, kRows);
+  load_rows<T, D>(dos, L::kLd, d_o, g, bn, h, i0, kRows);
+  for (int e = threadIdx.x; e < kRows * D; e += blockDim.x) dqs[(e / D) * L::kOld + e % D] = 0.f;
   float row_lse[16], row_d[16];
 #pragma unroll
   for (int r = 0; r < 16; ++r) {
@@ -248,32 +186,12 @@ __global__ void __launch_bounds__(32 * kWarps) fused_bwd_q_tc(
 
   for (std::int64_t j0 = 0; j0 < g.len; j0 += kKeys) {
     __syncthreads();
-    for (int e = threadIdx.x; e < kKeys * D; e += blockDim.x) {
-      const int r = e / D, d = e % D;
-      const std::int64_t j = j0 + r;
-      ks[r * L::kLd + d] = j < g.len ? k[g.qkv<D>(bn, j, h) + d] : zero;
-      vs[r * L::kLd + d] = j < g.len ? v[g.qkv<D>(bn, j, h) + d] : zero;
-    }
+    load_rows<T, D>(ks, L::kLd, k, g, bn, h, j0, kKeys);
+    load_rows<T, D>(vs, L::kLd, v, g, bn, h, j0, kKeys);
     __syncthreads();
     // S_w = Q_w K^T and dP_w = dO_w V^T (16 queries x 64 keys each).
-    for (int cj = 0; cj < kKeys / 16; ++cj) {
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> s_acc, dp_acc;
-      wmma::fill_fragment(s_acc, 0.f);
-      wmma::fill_fragment(dp_acc, 0.f);
-#pragma unroll
-      for (int kd = 0; kd < D / 16; ++kd) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> b;
-        wmma::load_matrix_sync(a, qs + warp * 16 * L::kLd + kd * 16, L::kLd);
-        wmma::load_matrix_sync(b, ks + cj * 16 * L::kLd + kd * 16, L::kLd);
-        wmma::mma_sync(s_acc, a, b, s_acc);
-        wmma::load_matrix_sync(a, dos + warp * 16 * L::kLd + kd * 16, L::kLd);
-        wmma::load_matrix_sync(b, vs + cj * 16 * L::kLd + kd * 16, L::kLd);
-        wmma::mma_sync(dp_acc, a, b, dp_acc);
-      }
-      wmma::store_matrix_sync(ss + warp * 16 * L::kSld + cj * 16, s_acc, L::kSld, wmma::mem_row_major);
-      wmma::store_matrix_sync(dps + warp * 16 * L::kSld + cj * 16, dp_acc, L::kSld, wmma::mem_row_major);
-    }
+    warp_mma_abt<T, D, kKeys>(qs + warp * 16 * L::kLd, L::kLd, ks, L::kLd, ss + warp * 16 * L::kSld, L::kSld);
+    warp_mma_abt<T, D, kKeys>(dos + warp * 16 * L::kLd, L::kLd, vs, L::kLd, dps + warp * 16 * L::kSld, L::kSld);
     __syncwarp();
 #pragma unroll
     for (int r = 0; r < 16; ++r) {
@@ -294,20 +212,7 @@ __global__ void __launch_bounds__(32 * kWarps) fused_bwd_q_tc(
     }
     __syncwarp();
     // dQ_w += dS_w K.
-#pragma unroll
-    for (int cd = 0; cd < D / 16; ++cd) {
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-      wmma::load_matrix_sync(acc, dqs + warp * 16 * L::kOld + cd * 16, L::kOld, wmma::mem_row_major);
-#pragma unroll
-      for (int kk = 0; kk < kKeys / 16; ++kk) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> b;
-        wmma::load_matrix_sync(a, dss + warp * 16 * L::kPld + kk * 16, L::kPld);
-        wmma::load_matrix_sync(b, ks + kk * 16 * L::kLd + cd * 16, L::kLd);
-        wmma::mma_sync(acc, a, b, acc);
-      }
-      wmma::store_matrix_sync(dqs + warp * 16 * L::kOld + cd * 16, acc, L::kOld, wmma::mem_row_major);
-    }
+    warp_mma_ab_acc<T, kKeys, D>(dss + warp * 16 * L::kPld, L::kPld, ks, L::kLd, dqs + warp * 16 * L::kOld, L::kOld);
   }
   __syncwarp();
   for (int r = 0; r < 16; ++r) {
