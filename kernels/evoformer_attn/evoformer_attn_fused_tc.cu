@@ -1,3 +1,4 @@
+// Status: compiles for sm_80/sm_90; not yet run on a GPU (its tests skip without one).
 // evoformer_attn_fused forward on tensor cores (fp16 / bf16, head sizes 16..128): the same
 // online softmax and log-sum-exp as the SIMT kernel, with Q K^T and P V as WMMA 16x16x16
 // products (fp32 accumulation). A block of 4 warps owns 64 query rows (16 per warp) and

@@ -1,3 +1,4 @@
+// Status: compiles for sm_80/sm_90; not yet run on a GPU (its tests skip without one).
 // evoformer_attn_fused backward on tensor cores (fp16 / bf16, head sizes 16..128).
 // Two kernels, the FlashAttention-2 split: (1) per key tile, dV += P^T dO and
 // dK += dS^T Q / sqrt(D) over all query tiles (plus d(pair) by fp32 atomics and the

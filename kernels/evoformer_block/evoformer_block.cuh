@@ -1,3 +1,4 @@
+// Status: compiles for sm_80/sm_90; not yet run on a GPU (its test skips without one).
 // The CUDA backend of the Evoformer block (evoformer_block_def.h): fp32 or bf16 storage
 // (evoformer_block_fp32_tensor says which tensors stay fp32), fp32 math and accumulation;
 // GEMMs through cuBLAS (strided-batched, row-major by operand swap),
