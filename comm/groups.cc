@@ -121,11 +121,11 @@ std::string RankLayout::describe() const {
                   std::to_string(d_.pp), " ep", std::to_string(d_.ep), " (", std::to_string(world_size()), " ranks)"});
 }
 
-RankLayout layout_from_plan(const Plan& plan, int gpus_per_node, int ep) {
+RankLayout layout_from_plan(const Plan& plan, int gpus_per_node) {
   require(plan.dp > 0, "dp", "must be derived first (check_plan)");
-  require(plan.sp != SeqParallel::kUlysses || plan.sp_degree > 0, "sp_degree", "must be derived first (check_plan)");
-  return RankLayout(ParallelDims{.tp = plan.tp, .sp = plan.ulysses() * plan.dap, .dp = plan.dp, .pp = plan.pp,
-                                 .ep = ep, .gpus_per_node = gpus_per_node});
+  require(plan.sp_degree > 0, "sp_degree", "must be derived first (check_plan)");
+  return RankLayout(ParallelDims{.tp = plan.tp, .sp = plan.seq_degree() * plan.dap, .dp = plan.dp, .pp = plan.pp,
+                                 .ep = plan.ep, .gpus_per_node = gpus_per_node});
 }
 
 }  // namespace seqscale::comm

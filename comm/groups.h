@@ -73,9 +73,9 @@ class RankLayout {
 };
 
 // The layout of a derived plan (model/plan.h: dp and sp_degree filled in, e.g. by
-// check_plan): tp, pp, dp from the plan; the SP axis is the Ulysses degree times the DAP
-// degree (a plan uses one of them); Megatron-SP adds no group (it runs on TP). Throws
-// std::invalid_argument when dp or sp_degree is still to be derived.
-RankLayout layout_from_plan(const Plan& plan, int gpus_per_node = 0, int ep = 1);
+// check_plan): tp, pp, dp, ep from the plan; the SP axis is the Ulysses or LSS degree
+// times the DAP degree (a plan uses one of them); Megatron-SP adds no group (it runs on
+// TP). Throws std::invalid_argument when dp or sp_degree is still to be derived.
+RankLayout layout_from_plan(const Plan& plan, int gpus_per_node = 0);
 
 }  // namespace seqscale::comm

@@ -1,7 +1,7 @@
 // StagingCommunicator: host buffers in, any backend underneath. Each call copies its
 // inputs into buffers of `mem` (device memory for NCCL), launches the wrapped
 // communicator's call, and copies the outputs back when the Work is waited on. It lets the
-// strategies (comm/strategies, host fp32 math) run unchanged over NCCL on GPUs; its own
+// strategies (comm/strategies, host fp32 buffers) run unchanged over NCCL on GPUs; its own
 // counters use the same byte convention, so declared == measured still holds.
 // Over the MPI backend with HostMemory it is a pure pass-through with copies (tested).
 #pragma once

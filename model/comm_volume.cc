@@ -22,15 +22,13 @@ CommOp op(Collective c, GroupKind g, std::int64_t size, double bytes, Phase ph, 
 }
 
 // ZeRO-3 gathers the (stage's) parameters before each pass of each micro-batch.
-void zero3_gather(std::vector<CommOp>& ops, const Plan& p, double params, Phase ph) {
-  const std::int64_t nd = p.zero_shards();
-  if (p.zero == 3 && nd > 1)
+void zero3_gather(std::vector<CommOp>& ops, const Plan& p, double params, Phase ph, std::int64_t nd) {
+  if (p.zero == 3 && nd > 1 && params > 0)
     ops.push_back(op(Collective::kAllGather, GroupKind::kData, nd, kParamBytes * params, ph, true));
 }
 
 // The per-step gradient reduction (and ZeRO-1/2's gather of the updated parameters).
-void data_parallel_step(std::vector<CommOp>& ops, const Plan& p, double params) {
-  const std::int64_t nd = p.zero_shards();
+void data_parallel_step(std::vector<CommOp>& ops, const Plan& p, double params, std::int64_t nd) {
   if (nd <= 1) return;
   ops.push_back(op(p.zero >= 2 ? Collective::kReduceScatter : Collective::kAllReduce, GroupKind::kData, nd,
                    kGradBytes * params, Phase::kBackward, true));
@@ -45,7 +43,7 @@ std::vector<CommOp> transformer_step_comm(const TransformerSpec& t, const Plan& 
   std::vector<CommOp> ops;
   const double s = static_cast<double>(shape.seq), b = static_cast<double>(shape.micro_batch);
   const double h = static_cast<double>(t.hidden), es = static_cast<double>(dtype_bytes(t.dtype));
-  const double u = p.ulysses(), tp = p.tp;
+  const double u = p.ulysses(), sd = p.seq_degree(), tp = p.tp;
   const double sbh = s * b * h;
   const std::int64_t layers_stage = t.layers / p.pp;
   // The interleaved schedule splits a stage's layers into vpp chunks, each its own
@@ -55,19 +53,34 @@ std::vector<CommOp> transformer_step_comm(const TransformerSpec& t, const Plan& 
   const std::int64_t virtual_stages = static_cast<std::int64_t>(p.pp) * chunks;
   const std::int64_t m = micro_batches(p, shape);
   const bool megatron_sp = p.sp == SeqParallel::kMegatron;
-  const double tp_bytes = es * sbh / u;             // the [s/u, b, h] activation of a TP region
+  const double tp_bytes = es * sbh / sd;            // the [s/sd, b, h] activation of a TP region
   const double a2a_bytes = es * sbh / u / tp;       // what a rank sends in one Ulysses all-to-all
   const double p2p_bytes = es * sbh / p.seq_shards();
-  const double stage_params = transformer_params(t, shape.seq) / (tp * p.pp);
+  // LSS: this TP rank's k and v heads of every token, gathered into one buffer.
+  const double kv_width = static_cast<double>((t.kv_heads > 0 ? t.kv_heads : t.heads) * t.head_dim()) / tp;
+  const double lss_kv_bytes = es * s * b * 2.0 * kv_width;
+  const MoeLayers moe = moe_layers_of(t, p, shape);
+  const double moe_a2a_bytes = t.is_moe() ? moe_all_to_all_bytes(moe) : 0.0;
+  const double stage_dense = (transformer_params(t, shape.seq) - moe_expert_params(t)) / (tp * p.pp);
+  const double stage_experts = moe_expert_params(t) / (tp * p.pp * p.ep);  // this rank's experts
 
   // One layer's pass: attention block then MLP block, each bracketed by its TP collectives;
-  // Ulysses all-to-alls around the attention core.
-  auto layer_pass = [&](Phase ph) {
+  // Ulysses all-to-alls (or LSS's k/v gather) around the attention core, MoE dispatch and
+  // combine around a MoE layer's experts.
+  auto layer_pass = [&](Phase ph, std::int64_t local_layer) {
     for (int block = 0; block < 2; ++block) {
       if (p.tp > 1 && megatron_sp) ops.push_back(op(Collective::kAllGather, GroupKind::kTensor, p.tp, tp_bytes, ph));
       if (block == 0 && u > 1) {
         for (int i = 0; i < 3; ++i) ops.push_back(op(Collective::kAllToAll, GroupKind::kSequence, p.ulysses(), a2a_bytes, ph));
         ops.push_back(op(Collective::kAllToAll, GroupKind::kSequence, p.ulysses(), a2a_bytes, ph));
+      }
+      if (block == 0 && p.lss() > 1) {
+        const Collective c = ph == Phase::kBackward ? Collective::kReduceScatter : Collective::kAllGather;
+        ops.push_back(op(c, GroupKind::kSequence, p.lss(), lss_kv_bytes, ph));
+      }
+      if (block == 1 && p.ep > 1 && is_moe_layer(t, local_layer)) {
+        for (int i = 0; i < 2; ++i)  // dispatch and combine (backward: their mirrors)
+          ops.push_back(op(Collective::kAllToAll, GroupKind::kExpert, p.ep, moe_a2a_bytes, ph));
       }
       if (p.tp > 1) {
         ops.push_back(op(megatron_sp ? Collective::kReduceScatter : Collective::kAllReduce, GroupKind::kTensor, p.tp,
@@ -75,27 +88,31 @@ std::vector<CommOp> transformer_step_comm(const TransformerSpec& t, const Plan& 
       }
     }
   };
+  auto stage_gather = [&](Phase ph) {  // ZeRO-3: dense over all shards, experts over theirs
+    zero3_gather(ops, p, stage_dense, ph, p.zero_shards());
+    zero3_gather(ops, p, stage_experts, ph, p.zero_shards() / p.ep);
+  };
   auto p2p = [&](Phase ph, bool send) {
     ops.push_back(op(Collective::kSendRecv, GroupKind::kPipeline, p.pp, p2p_bytes, ph, send));
   };
   for (std::int64_t mb = 0; mb < m; ++mb) {
-    zero3_gather(ops, p, stage_params, Phase::kForward);
+    stage_gather(Phase::kForward);
     for (std::int64_t c = 0; c < chunks; ++c) {
       const std::int64_t k = c * p.pp + stage;  // this chunk's virtual stage
       if (p.pp > 1 && k > 0) p2p(Phase::kForward, false);
-      for (std::int64_t l = 0; l < layers_chunk; ++l) layer_pass(Phase::kForward);
+      for (std::int64_t l = 0; l < layers_chunk; ++l) layer_pass(Phase::kForward, c * layers_chunk + l);
       if (p.pp > 1 && k < virtual_stages - 1) p2p(Phase::kForward, true);
     }
-    zero3_gather(ops, p, stage_params, Phase::kBackward);
-    if (p.recompute == Recompute::kFull) zero3_gather(ops, p, stage_params, Phase::kRecompute);
+    stage_gather(Phase::kBackward);
+    if (p.recompute == Recompute::kFull) stage_gather(Phase::kRecompute);
     for (std::int64_t c = chunks - 1; c >= 0; --c) {
       const std::int64_t k = c * p.pp + stage;
       if (p.pp > 1 && k < virtual_stages - 1) p2p(Phase::kBackward, false);
       for (std::int64_t l = 0; l < layers_chunk; ++l) {
         if (p.ckpt_partitioned && p.tp > 1)
           ops.push_back(op(Collective::kAllGather, GroupKind::kTensor, p.tp, tp_bytes, Phase::kRecompute));
-        if (p.recompute == Recompute::kFull) layer_pass(Phase::kRecompute);
-        layer_pass(Phase::kBackward);
+        if (p.recompute == Recompute::kFull) layer_pass(Phase::kRecompute, c * layers_chunk + l);
+        layer_pass(Phase::kBackward, c * layers_chunk + l);
       }
       if (p.pp > 1 && k > 0) p2p(Phase::kBackward, true);
     }
@@ -111,7 +128,16 @@ std::vector<CommOp> transformer_step_comm(const TransformerSpec& t, const Plan& 
     const double norm_params = 6.0 * h * static_cast<double>(layers_stage) + (stage == p.pp - 1 ? 2.0 * h : 0.0);
     ops.push_back(op(Collective::kAllReduce, GroupKind::kTensor, p.tp, kGradBytes * norm_params, Phase::kBackward, true));
   }
-  data_parallel_step(ops, p, stage_params);
+  // LSS's double gradient averaging: the weights are replicated over the segments, so
+  // their gradients are averaged over the kSequence group first, then over dp below.
+  if (p.lss() > 1) {
+    ops.push_back(op(Collective::kAllReduce, GroupKind::kSequence, p.lss(), kGradBytes * (stage_dense + stage_experts),
+                     Phase::kBackward, true));
+  }
+  data_parallel_step(ops, p, stage_dense, p.zero_shards());
+  // A rank's experts are replicated over the zero_shards / ep ranks that hold the same
+  // ones (DeepSpeed's expert-data-parallel group, counted under kData).
+  if (stage_experts > 0) data_parallel_step(ops, p, stage_experts, p.zero_shards() / p.ep);
   return ops;
 }
 
@@ -165,13 +191,13 @@ std::vector<CommOp> evoformer_step_comm(const EvoformerSpec& e, const Plan& p, c
     }
   };
   for (std::int64_t mb = 0; mb < m; ++mb) {
-    zero3_gather(ops, p, params, Phase::kForward);
+    zero3_gather(ops, p, params, Phase::kForward, p.zero_shards());
     if (p.dap > 1) {
       for (std::int64_t i = 0; i < e.extra_blocks; ++i) forward(extra_block, Phase::kForward);
       for (std::int64_t i = 0; i < e.blocks; ++i) forward(main_block, Phase::kForward);
     }
-    zero3_gather(ops, p, params, Phase::kBackward);
-    if (p.recompute != Recompute::kNone) zero3_gather(ops, p, params, Phase::kRecompute);
+    zero3_gather(ops, p, params, Phase::kBackward, p.zero_shards());
+    if (p.recompute != Recompute::kNone) zero3_gather(ops, p, params, Phase::kRecompute, p.zero_shards());
     if (p.dap > 1) {
       for (std::int64_t i = 0; i < e.blocks; ++i) backward(main_block);
       for (std::int64_t i = 0; i < e.extra_blocks; ++i) backward(extra_block);
@@ -181,7 +207,7 @@ std::vector<CommOp> evoformer_step_comm(const EvoformerSpec& e, const Plan& p, c
   // are partial sums until all-reduced over the DAP group.
   if (p.dap > 1)
     ops.push_back(op(Collective::kAllReduce, GroupKind::kDap, p.dap, kGradBytes * params, Phase::kBackward, true));
-  data_parallel_step(ops, p, params);
+  data_parallel_step(ops, p, params, p.zero_shards());
   return ops;
 }
 
@@ -211,12 +237,28 @@ std::int64_t moe_capacity(const MoeLayers& m) {
   return static_cast<std::int64_t>(std::ceil(slots * (1.0 - 1e-12)));
 }
 
+double moe_all_to_all_bytes(const MoeLayers& m) {
+  // Every rank sends its whole padded dispatch buffer [E][C][H], whatever the routing.
+  return static_cast<double>(dtype_bytes(m.dtype)) * static_cast<double>(m.experts * moe_capacity(m) * m.hidden);
+}
+
+MoeLayers moe_layers_of(const TransformerSpec& t, const Plan& p, const RunShape& shape) {
+  MoeLayers m;
+  if (!t.is_moe()) return m;
+  m.experts = t.moe_experts, m.top_k = t.moe_top_k, m.hidden = t.hidden;
+  m.capacity_factor = t.moe_capacity_factor;
+  m.tokens = shape.seq * shape.micro_batch / p.seq_shards();
+  m.layers = t.moe_layers() / p.pp;
+  m.micro_batches = micro_batches(p, shape);
+  m.ep = p.ep;
+  m.dtype = t.dtype;
+  return m;
+}
+
 std::vector<CommOp> moe_comm(const MoeLayers& m) {
   std::vector<CommOp> ops;
   if (m.ep <= 1) return ops;
-  const double es = static_cast<double>(dtype_bytes(m.dtype));
-  // Every rank sends its whole padded dispatch buffer [E][C][H], whatever the routing.
-  const double a2a = es * static_cast<double>(m.experts * moe_capacity(m) * m.hidden);
+  const double a2a = moe_all_to_all_bytes(m);
   for (std::int64_t mb = 0; mb < m.micro_batches; ++mb) {
     for (std::int64_t l = 0; l < m.layers; ++l)
       for (int i = 0; i < 2; ++i)  // dispatch, combine

@@ -81,12 +81,22 @@
 // their two mirrors, each E*C*H*es sent per rank (padding makes the size independent of
 // the routing). Per step: the replicated router's gradient (H*E per layer) all-reduced
 // over kExpert (comm/strategies/moe.cc, where ep spans the data-parallel ranks).
+// In a whole model (transformer_step_comm with a "moe" spec and plan ep > 1) the
+// dispatch/combine pairs sit around each MoE layer's MLP; the router is a dense weight,
+// reduced with the others over kData, and a rank's experts' gradients are reduced over
+// the zero_shards/ep ranks holding the same experts (DeepSpeed's expert-data-parallel
+// group, counted under kData); ZeRO shards the experts' states over that group.
+//
+// ---- LSS in a whole model (plan sp=lss) --------------------------------------------
+// transformer_step_comm issues lss_attention_comm's ops layer by layer: the [k | v]
+// all-gather in each forward (and recompute) pass, the reduce-scatter in each backward,
+// k and v of this TP rank's kv heads; then the per-step kSequence all-reduce of the
+// stage's gradients before the data-parallel ops over the dp ranks.
 //
 // Not modelled (known gaps): the embedding and loss (vocab-parallel) collectives, the
 // Evoformer stack's entry scatter (local) and exit all-gather of m and z (once per
-// forward). estimate() prices the transformer ops exactly; its Evoformer DAP term is
-// still its own closed form (model/estimate.cc), and LSS and MoE have no plan keys yet,
-// so their functions stand alone.
+// forward). estimate() prices every op of transformer_step_comm and evoformer_step_comm
+// (LSS and MoE included, through the plan keys sp=lss and ep).
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -130,6 +140,10 @@ struct MoeLayers {
   double router_grad_bytes_per_param = kGradBytes;  // 4 for fp32 gradients
 };
 std::int64_t moe_capacity(const MoeLayers& m);  // slots per expert and source rank
+double moe_all_to_all_bytes(const MoeLayers& m);  // what a rank sends in one of them
 std::vector<CommOp> moe_comm(const MoeLayers& m);
+// The MoE layers of one pipeline stage of a checked plan: the tokens a rank routes are its
+// sequence shard of the micro-batch (TP ranks route the same ones).
+MoeLayers moe_layers_of(const TransformerSpec& t, const Plan& p, const RunShape& shape);
 
 }  // namespace seqscale

@@ -7,6 +7,7 @@
 #include "model/comm_volume.h"
 #include "model/evoformer_block_program.h"
 #include "model/roofline.h"
+#include "model/transformer_program.h"
 #include "workloads/config_error.h"
 
 namespace seqscale {
@@ -59,9 +60,7 @@ void transformer_time(const TransformerSpec& t, const ClusterSpec& c, const Plan
                       const Calibration& cal, Estimate& e) {
   const double s = static_cast<double>(shape.seq), b = static_cast<double>(shape.micro_batch);
   const double h = static_cast<double>(t.hidden), a = static_cast<double>(t.heads), V = static_cast<double>(t.vocab);
-  const double d = static_cast<double>(t.head_dim());
-  const double kv = static_cast<double>(t.kv_heads > 0 ? t.kv_heads : t.heads);
-  const double tp = p.tp, u = p.ulysses(), tu = tp * u, ss = p.seq_shards();
+  const double tp = p.tp, sd = p.seq_degree(), tu = tp * sd, ss = p.seq_shards();
   const double layers_stage = static_cast<double>(t.layers) / p.pp;
   const double sbh = s * b * h;
   const double m = static_cast<double>(micro_batches(p, shape));
@@ -69,8 +68,7 @@ void transformer_time(const TransformerSpec& t, const ClusterSpec& c, const Plan
   const double es = static_cast<double>(dtype_bytes(dt));
 
   // ---- compute of one layer, forward ----------------------------------------
-  const double gemm_flops = (2.0 * s * b * h * (h + 2.0 * kv * d) + 2.0 * s * b * h * h +
-                             4.0 * s * b * h * static_cast<double>(t.ffn_hidden)) / tu;
+  const double gemm_flops = layer_gemm_flops(t, p, shape);
   const double gemm_bytes = es * (4.0 * sbh + 12.0 * h * h) / tu;  // activations in/out + weights
   const bool fused = p.attn == AttentionImpl::kFused;
   // Causal fused kernels skip the masked half of the s^2 work; materialized ones do it all.
@@ -100,7 +98,10 @@ void transformer_time(const TransformerSpec& t, const ClusterSpec& c, const Plan
   // in, both on the critical path (the estimate's two transfers per micro-batch); the
   // program of another stage differs only in its pipeline transfers.
   const std::vector<CommOp> comm_ops = transformer_step_comm(t, p, shape, 0);
-  double tp_total = 0, uly_total = 0, p2p_total = 0, dp_total = 0, z3_total = 0;
+  double tp_total = 0, uly_total = 0, ep_total = 0, p2p_total = 0, dp_total = 0, z3_total = 0;
+  // Ranks are laid out tp fastest, then the sequence group, then dp (whose consecutive
+  // ranks form the expert groups), then pp.
+  const std::int64_t tp_sd = static_cast<std::int64_t>(p.tp) * p.seq_degree();
   // A step repeats a handful of distinct ops thousands of times (layers x micro-batches x
   // passes): price each distinct one once (the search calls this per fitting plan).
   std::map<std::tuple<Collective, GroupKind, std::int64_t>, double> priced;
@@ -113,13 +114,13 @@ void transformer_time(const TransformerSpec& t, const ClusterSpec& c, const Plan
       switch (op.group) {
         case GroupKind::kTensor: t_op = coll(op.collective, op.group_size, b_op, place(p.tp, 1, c), c, cal); break;
         case GroupKind::kSequence:
-          t_op = coll(op.collective, op.group_size, b_op, place(p.ulysses(), p.tp, c), c, cal);
+          t_op = coll(op.collective, op.group_size, b_op, place(p.seq_degree(), p.tp, c), c, cal);
           break;
-        case GroupKind::kPipeline:
-          t_op = coll(op.collective, 2, b_op, place(2, static_cast<std::int64_t>(p.tp) * p.ulysses() * p.dp, c), c, cal);
-          break;
+        case GroupKind::kExpert: t_op = coll(op.collective, op.group_size, b_op, place(p.ep, tp_sd, c), c, cal); break;
+        case GroupKind::kPipeline: t_op = coll(op.collective, 2, b_op, place(2, tp_sd * p.dp, c), c, cal); break;
         case GroupKind::kData:
-          t_op = coll(op.collective, op.group_size, b_op, place(p.zero_shards(), p.tp, c), c, cal);
+          // ZeRO over dp x Ulysses ranks starts at the tp stride; LSS's dp ranks at tp*sp.
+          t_op = coll(op.collective, op.group_size, b_op, place(op.group_size, p.tp * p.lss(), c), c, cal);
           break;
         default: break;
       }
@@ -127,7 +128,11 @@ void transformer_time(const TransformerSpec& t, const ClusterSpec& c, const Plan
     }
     switch (op.group) {
       case GroupKind::kTensor: tp_total += it->second; break;
-      case GroupKind::kSequence: uly_total += it->second; break;
+      case GroupKind::kSequence:
+        // LSS's per-step gradient average is data-parallel traffic, not a layer's.
+        (op.collective == Collective::kAllReduce ? dp_total : uly_total) += it->second;
+        break;
+      case GroupKind::kExpert: ep_total += it->second; break;
       case GroupKind::kPipeline: p2p_total += it->second; break;
       case GroupKind::kData:
         // ZeRO-3's parameter gathers run inside the passes; the rest after the backward.
@@ -139,18 +144,21 @@ void transformer_time(const TransformerSpec& t, const ClusterSpec& c, const Plan
   // The per-layer, per-micro-batch terms the schedule below composes (every layer and
   // micro-batch issues the same ops, so the division is exact).
   const double per_layer_mb = m * layers_stage;
-  const double t_tp = tp_total / per_layer_mb, t_uly = uly_total / per_layer_mb;
-  const double t_mb_first = layers_stage * (t_layer + t_tp + t_uly);
+  const double t_tp = tp_total / per_layer_mb, t_uly = uly_total / per_layer_mb, t_ep = ep_total / per_layer_mb;
+  const double t_mb_first = layers_stage * (t_layer + t_tp + t_uly + t_ep);
   const double t_mb_last = t_mb_first + t_logits;
   const double t_mb_compute = layers_stage * t_layer + t_logits * (p.pp == 1 ? 1.0 : 0.0);
   const double t_mb = std::max(t_mb_first, t_mb_last);
   const double t_p2p = p2p_total / m;
 
   // ---- data parallel, ZeRO, optimizer, offload --------------------------------
-  const double stage_params = transformer_params(t, shape.seq) / (tp * p.pp);
+  const double experts = moe_expert_params(t);
+  const double stage_dense = (transformer_params(t, shape.seq) - experts) / (tp * p.pp);
+  const double stage_experts = experts / (tp * p.pp * p.ep);
   const std::int64_t nd = p.zero_shards();
   const double t_dp = dp_total, t_z3 = z3_total;
-  const double shard = stage_params / static_cast<double>(p.zero >= 1 ? nd : 1);
+  const double shard = stage_dense / static_cast<double>(p.zero >= 1 ? nd : 1) +
+                       stage_experts / static_cast<double>(p.zero >= 1 ? nd / p.ep : 1);
   double t_opt = 0, t_off = 0;
   if (p.offload_optimizer()) {
     t_opt = shard / c.host_adam_params_per_s;
@@ -164,9 +172,11 @@ void transformer_time(const TransformerSpec& t, const ClusterSpec& c, const Plan
   }
 
   TimeBreakdown& tb = e.time;
-  tb.compute = m * std::max(layers_stage * t_layer + (p.pp == 1 ? t_logits : 0.0), t_mb_last - layers_stage * (t_tp + t_uly));
+  tb.compute = m * std::max(layers_stage * t_layer + (p.pp == 1 ? t_logits : 0.0),
+                            t_mb_last - layers_stage * (t_tp + t_uly + t_ep));
   tb.tp_comm = m * layers_stage * t_tp;
   tb.sp_comm = m * layers_stage * t_uly;
+  tb.ep_comm = m * layers_stage * t_ep;
   tb.pp_comm = m * t_p2p;
   tb.bubble = (p.pp - 1.0) / (p.schedule == PipeSchedule::kInterleaved ? p.vpp : 1.0) * (t_mb + t_p2p);
   // Gradient reduction overlaps the last micro-batch's backward (2/3 of its compute).
@@ -174,7 +184,7 @@ void transformer_time(const TransformerSpec& t, const ClusterSpec& c, const Plan
   tb.zero3_comm = std::max(0.0, t_z3 - m * t_mb_compute);
   tb.optimizer = t_opt;
   tb.offload = t_off;
-  tb.step = tb.compute + tb.tp_comm + tb.sp_comm + tb.pp_comm + tb.bubble + tb.dp_comm + tb.zero3_comm + tb.optimizer + tb.offload;
+  tb.step = tb.compute + tb.tp_comm + tb.sp_comm + tb.ep_comm + tb.pp_comm + tb.bubble + tb.dp_comm + tb.zero3_comm + tb.optimizer + tb.offload;
 
   const double gb = static_cast<double>(e.shape.global_batch);
   const double n = static_cast<double>(e.gpus);
@@ -294,7 +304,7 @@ nlohmann::json to_json(const Estimate& e, const ModelSpec& model, const ClusterS
   const TimeBreakdown& t = e.time;
   j["time"] = {{"step_s", t.step},
                {"breakdown",
-                {{"compute", t.compute}, {"tp_comm", t.tp_comm}, {"ulysses_or_dap_comm", t.sp_comm}, {"pp_comm", t.pp_comm},
+                {{"compute", t.compute}, {"tp_comm", t.tp_comm}, {"seq_or_dap_comm", t.sp_comm}, {"ep_comm", t.ep_comm}, {"pp_comm", t.pp_comm},
                  {"pipeline_bubble", t.bubble}, {"dp_comm_exposed", t.dp_comm}, {"zero3_comm_exposed", t.zero3_comm},
                  {"optimizer", t.optimizer}, {"offload", t.offload}}}};
   j["throughput"] = {{"tokens_per_s", e.tokens_per_s}, {"tflops_per_gpu", e.tflops_per_gpu}};

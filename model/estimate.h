@@ -28,7 +28,8 @@
 namespace seqscale {
 
 struct TimeBreakdown {
-  double compute = 0, tp_comm = 0, sp_comm = 0, pp_comm = 0, dp_comm = 0, zero3_comm = 0;
+  // sp_comm: the sequence group's (Ulysses all-to-alls, LSS k/v gathers) or DAP's; ep_comm: MoE.
+  double compute = 0, tp_comm = 0, sp_comm = 0, ep_comm = 0, pp_comm = 0, dp_comm = 0, zero3_comm = 0;
   double bubble = 0, optimizer = 0, offload = 0, step = 0;
 };
 

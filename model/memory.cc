@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "model/comm_volume.h"
+
 namespace seqscale {
 
 std::string_view mem_term_name(MemTerm t) {
@@ -66,7 +68,18 @@ ModelStates model_state_bytes(double params, int zero, std::int64_t zero_shards,
 double transformer_params(const TransformerSpec& t, std::int64_t seq) {
   const double L = static_cast<double>(t.layers), h = static_cast<double>(t.hidden);
   const double pos = t.position == PositionEmbedding::kLearned ? static_cast<double>(seq) : 0.0;
-  return 12.0 * L * h * h + 13.0 * L * h + (static_cast<double>(t.vocab) + pos) * h;
+  double moe = 0;
+  if (t.is_moe()) {
+    const double ffn = static_cast<double>(t.ffn_hidden), e = static_cast<double>(t.moe_experts);
+    moe = static_cast<double>(t.moe_layers()) * ((e - 1.0) * (2.0 * h * ffn + ffn + h) + h * e);
+  }
+  return 12.0 * L * h * h + 13.0 * L * h + (static_cast<double>(t.vocab) + pos) * h + moe;
+}
+
+double moe_expert_params(const TransformerSpec& t) {
+  if (!t.is_moe()) return 0;
+  const double h = static_cast<double>(t.hidden), ffn = static_cast<double>(t.ffn_hidden);
+  return static_cast<double>(t.moe_layers() * t.moe_experts) * (2.0 * h * ffn + ffn + h);
 }
 
 namespace {
@@ -87,7 +100,7 @@ MemoryBreakdown transformer_memory(const TransformerSpec& t, const ClusterSpec& 
   const double V = static_cast<double>(t.vocab);
   const double tp = p.tp, pp = p.pp, u = p.ulysses();
   const double ss = p.seq_shards();   // shards of the sequence outside TP regions
-  const double tu = tp * u;           // shards inside TP regions / attention
+  const double tu = tp * p.seq_degree();  // shards inside TP regions / attention
   const double layers_stage = static_cast<double>(t.layers) / pp;
   const double sbh = s * b * h;
   const double kv_ratio = static_cast<double>(t.kv_heads > 0 ? t.kv_heads : t.heads) / a;
@@ -95,8 +108,14 @@ MemoryBreakdown transformer_memory(const TransformerSpec& t, const ClusterSpec& 
   // ---- model states per stage --------------------------------------------
   const double lp = layer_params(t) / tp;
   const double emb = V * h / tp;
-  const double stage_first = lp * layers_stage + emb;
-  const double stage_last = lp * layers_stage + (p.pp > 1 ? emb : 0.0);  // tied output copy
+  // MoE layers: the dense MLP gives way to a replicated router and this rank's experts.
+  const double expert_mlp = 2.0 * h * static_cast<double>(t.ffn_hidden) + static_cast<double>(t.ffn_hidden) + h;
+  const double moe_layers_stage = static_cast<double>(t.moe_layers()) / pp;
+  const double moe_dense = moe_layers_stage * (h * static_cast<double>(t.moe_experts) - expert_mlp / tp);
+  const double stage_experts =
+      moe_layers_stage * static_cast<double>(t.moe_experts) / static_cast<double>(p.ep) * expert_mlp / tp;
+  const double stage_first = lp * layers_stage + emb + moe_dense;
+  const double stage_last = lp * layers_stage + moe_dense + (p.pp > 1 ? emb : 0.0);  // tied output copy
   double pos_params = 0;
   if (t.position == PositionEmbedding::kLearned) {
     // DS4Sci: the table is partitioned across the sequence-parallel ranks; before, every
@@ -115,10 +134,24 @@ MemoryBreakdown transformer_memory(const TransformerSpec& t, const ClusterSpec& 
   const bool materialized = p.attn == AttentionImpl::kMaterialized;
   const double scores = 5.0 * a * s * s * b / tu;  // QK^T 2 B, softmax 2 B, dropout mask 1 B
   const double lse = 4.0 * a * s * b / tu;         // fused: fp32 log-sum-exp
+  // MoE: a MoE layer's experts run E*C slots for the T tokens the rank routes; the
+  // average over a stage's layers (one in moe_every is MoE) is what a layer stores.
+  double moe_extra = 0;
+  if (t.is_moe()) {
+    const MoeLayers ml = moe_layers_of(t, p, shape);
+    const double tokens = static_cast<double>(ml.tokens), slots = static_cast<double>(t.moe_experts * moe_capacity(ml));
+    const double mlp_b = 16.0 * static_cast<double>(t.ffn_hidden) / (4.0 * h) * sbh / tu;
+    moe_extra = (slots / tokens - 1.0) * mlp_b + 2.0 * slots * h + 4.0 * tokens * static_cast<double>(t.moe_experts);
+  }
+  const double moe_avg = moe_extra / static_cast<double>(t.moe_every);
+  // LSS: the gathered bf16 k and v of the other segments, kept for backward, and their
+  // gradients over the whole sequence before the reduce-scatter.
+  const double lss_kv = p.lss() > 1 ? 2.0 * s * b * 2.0 * kv_ratio * h / tp : 0.0;
+  const double lss_kv_stored = lss_kv * (1.0 - 1.0 / p.lss());
   double per_layer = 0;
   switch (p.recompute) {
-    case Recompute::kNone: per_layer = outside_b + inner_b + (materialized ? scores : lse); break;
-    case Recompute::kSelective: per_layer = outside_b + inner_b + (materialized ? 0.0 : lse); break;
+    case Recompute::kNone: per_layer = outside_b + inner_b + (materialized ? scores : lse) + moe_avg + lss_kv_stored; break;
+    case Recompute::kSelective: per_layer = outside_b + inner_b + (materialized ? 0.0 : lse) + moe_avg + lss_kv_stored; break;
     case Recompute::kFull: per_layer = 2.0 * sbh / (p.ckpt_partitioned ? ss * tp : ss); break;
   }
   const std::int64_t m = micro_batches(p, shape);
@@ -127,8 +160,8 @@ MemoryBreakdown transformer_memory(const TransformerSpec& t, const ClusterSpec& 
 
   // ---- transients ----------------------------------------------------------
   const double grad_buffers = 2.0 * 2.0 * sbh / ss;  // dY and dX of the layer in flight
-  double working = grad_buffers;
-  if (p.recompute == Recompute::kFull) working += outside_b + inner_b + (materialized ? 0.0 : lse);
+  double working = grad_buffers + lss_kv;
+  if (p.recompute == Recompute::kFull) working += outside_b + inner_b + (materialized ? 0.0 : lse) + moe_extra + lss_kv_stored;
   // A partitioned checkpoint is all-gathered back to the full layer input before recompute.
   if (p.ckpt_partitioned) working += 2.0 * sbh / ss;
   double score_bytes = 0;
@@ -137,7 +170,7 @@ MemoryBreakdown transformer_memory(const TransformerSpec& t, const ClusterSpec& 
     score_bytes = (p.recompute == Recompute::kNone ? 0.0 : scores) + 4.0 * a * s * s * b / tu;
   }
   const double sp_gather = p.sp == SeqParallel::kMegatron ? kSpGatherBytesPerElement * sbh / u : 0.0;
-  const double logits = (s / u) * b * (V / tp) * kLogitBytesPerElement;
+  const double logits = (s / p.seq_degree()) * b * (V / tp) * kLogitBytesPerElement;
   // Megatron's get_ltor_masks_and_position_ids builds the causal mask on the GPU as
   // tril(ones(s, s)) in fp32 (the ones and the tril result: 8 B per element at once), then
   // keeps `mask < 0.5` as bool (1 B). So mask=fp32 costs a one-time 8s^2 while the batch is
@@ -154,7 +187,11 @@ MemoryBreakdown transformer_memory(const TransformerSpec& t, const ClusterSpec& 
     mb.stage = stage;
     const bool first = stage == 0, last = stage == p.pp - 1;
     const double stage_params = first ? stage_first : stage_last;
-    const ModelStates st = model_state_bytes(stage_params, p.zero, nd, p.offload);
+    ModelStates st = model_state_bytes(stage_params, p.zero, nd, p.offload);
+    if (stage_experts > 0) {
+      const ModelStates ex = model_state_bytes(stage_experts, p.zero, nd / p.ep, p.offload);
+      st.params += ex.params, st.grads += ex.grads, st.optimizer += ex.optimizer, st.host += ex.host;
+    }
     mb[MemTerm::kParameters] = st.params;
     mb[MemTerm::kGradients] = st.grads;
     mb[MemTerm::kOptimizer] = st.optimizer;

@@ -13,6 +13,14 @@
 // pipeline stage holds min(p, m) micro-batches (1F1B), times 1 + (p-1)/(pv) interleaved.
 // Fused (flash) attention removes the 5as/h term and keeps an fp32 log-sum-exp (4as bytes).
 //
+// LSS (sp=lss): every term is per segment (1/sp of the sequence), plus the all-gathered
+// k and v of the whole sequence kept per layer for backward and their full-sequence
+// gradients before the reduce-scatter (a transient). MoE layers (ep): a rank holds
+// experts/ep experts (their states sharded by ZeRO over zero_shards/ep ranks); its
+// experts see E*C token slots (C the capacity per expert) instead of T tokens, so the MLP
+// activations scale by E*C/T, and the expert outputs and the fp32 router probabilities
+// are kept for the combine's backward.
+//
 // Transient terms (live only at some point of the step; the peak takes the largest):
 // the backward working set of one layer (with full recompute: the whole layer recomputed),
 // materialized scores and their gradients, the logits and cross-entropy buffers on the
@@ -76,6 +84,14 @@ struct MemoryBreakdown {
 // Transformer parameter count (ANCHORS s4): 12Lh^2 (1 + 13/(12h) + (V + s)/(12Lh)), the s
 // term only for a learned position table.
 double transformer_params(const TransformerSpec& t, std::int64_t seq);
+// Of which in MoE experts: moe_layers * experts * (2 h ffn + ffn + h); a MoE layer adds
+// (experts - 1) expert MLPs and an h x experts router to the dense count.
+double moe_expert_params(const TransformerSpec& t);
+// Whether layer `layer` (counted from 0 within a stage, whose layer count `every` divides)
+// is a MoE layer: the last of each group of moe_every, as GShard's every other layer.
+inline bool is_moe_layer(const TransformerSpec& t, std::int64_t layer) {
+  return t.is_moe() && (layer + 1) % t.moe_every == 0;
+}
 
 // Peak per-rank memory (max over pipeline stages) for a transformer step.
 MemoryBreakdown transformer_memory(const TransformerSpec& t, const ClusterSpec& c, const Plan& p, const RunShape& s);

@@ -43,6 +43,7 @@ std::string_view sp_name(SeqParallel v) {
     case SeqParallel::kNone: return "none";
     case SeqParallel::kMegatron: return "megatron";
     case SeqParallel::kUlysses: return "ulysses";
+    case SeqParallel::kLss: return "lss";
   }
   return "?";
 }
@@ -104,11 +105,12 @@ Plan parse_plan(std::string_view text) {
     else if (key == "dp") p.dp = parse_int(key, value, 1, 1 << 20);
     else if (key == "vpp") p.vpp = parse_int(key, value, 1, 64);
     else if (key == "dap") p.dap = parse_int(key, value, 1, 4096);
+    else if (key == "ep") p.ep = parse_int(key, value, 1, 1 << 16);
     else if (key == "sp_degree") { p.sp_degree = parse_int(key, value, 1, 4096); sp_degree_set = true; }
     else if (key == "zero") p.zero = parse_int(key, value, 0, 3);
     else if (key == "sp") {
       p.sp = parse_enum<SeqParallel>(key, value, {{"none", SeqParallel::kNone}, {"megatron", SeqParallel::kMegatron},
-                                                  {"ulysses", SeqParallel::kUlysses}});
+                                                  {"ulysses", SeqParallel::kUlysses}, {"lss", SeqParallel::kLss}});
     } else if (key == "recompute") {
       p.recompute = parse_enum<Recompute>(key, value, {{"none", Recompute::kNone}, {"selective", Recompute::kSelective},
                                                        {"full", Recompute::kFull}});
@@ -128,12 +130,13 @@ Plan parse_plan(std::string_view text) {
     } else if (key == "pos") {
       p.pos = parse_enum<PosTable>(key, value, {{"partitioned", PosTable::kPartitioned}, {"replicated", PosTable::kReplicated}});
     } else {
-      plan_error(key, "is unknown (known: tp, pp, dp, vpp, schedule, sp, sp_degree, dap, zero, recompute, attn, mask, offload, pos, ckpt)");
+      plan_error(key, "is unknown (known: tp, pp, dp, vpp, schedule, sp, sp_degree, dap, ep, zero, recompute, attn, mask, offload, pos, ckpt)");
     }
   }
-  if (p.sp == SeqParallel::kUlysses && !sp_degree_set) p.sp_degree = 0;  // derive from the GPU count
-  if (p.sp != SeqParallel::kUlysses && sp_degree_set && p.sp_degree != 1) {
-    plan_error("sp_degree", "needs sp=ulysses (Megatron sequence parallelism uses the tp group)");
+  const bool own_group = p.sp == SeqParallel::kUlysses || p.sp == SeqParallel::kLss;
+  if (own_group && !sp_degree_set) p.sp_degree = 0;  // derive from the GPU count
+  if (!own_group && sp_degree_set && p.sp_degree != 1) {
+    plan_error("sp_degree", "needs sp=ulysses or sp=lss (Megatron sequence parallelism uses the tp group)");
   }
   return p;
 }
@@ -145,8 +148,9 @@ std::string plan_to_string(const Plan& p) {
     if (p.schedule == PipeSchedule::kInterleaved) s += ",vpp=" + std::to_string(p.vpp);
   }
   s += ",sp=" + std::string(sp_name(p.sp));
-  if (p.sp == SeqParallel::kUlysses) s += ",sp_degree=" + std::to_string(p.sp_degree);
+  if (p.sp == SeqParallel::kUlysses || p.sp == SeqParallel::kLss) s += ",sp_degree=" + std::to_string(p.sp_degree);
   if (p.dap > 1) s += ",dap=" + std::to_string(p.dap);
+  if (p.ep > 1) s += ",ep=" + std::to_string(p.ep);
   s += ",zero=" + std::to_string(p.zero) + ",recompute=" + std::string(recompute_name(p.recompute)) +
        ",attn=" + std::string(attn_name(p.attn)) + ",mask=" + std::string(mask_name(p.mask)) +
        ",offload=" + std::string(offload_name(p.offload)) + ",pos=" + std::string(pos_name(p.pos));
@@ -164,15 +168,15 @@ std::string check_plan(Plan& p, const ModelSpec& model, std::int64_t gpus, const
   if (gpus <= 0) return "gpus must be positive";
   if (shape.seq <= 0) return "sequence length must be positive";
   if (shape.micro_batch <= 0) return "micro-batch must be positive";
-  const std::int64_t fixed = static_cast<std::int64_t>(p.tp) * p.pp * p.dap * (p.sp == SeqParallel::kUlysses ? 1 : 1);
-  if (p.sp == SeqParallel::kUlysses && p.sp_degree == 0) {
-    // Derive the Ulysses degree: all GPUs not used by tp/pp/dap/dp.
+  const std::int64_t fixed = static_cast<std::int64_t>(p.tp) * p.pp * p.dap;
+  if ((p.sp == SeqParallel::kUlysses || p.sp == SeqParallel::kLss) && p.sp_degree == 0) {
+    // Derive the Ulysses / LSS degree: all GPUs not used by tp/pp/dap/dp.
     const std::int64_t dp = p.dp > 0 ? p.dp : 1;
     if (gpus % (fixed * dp) != 0) return "tp*pp*dp (" + std::to_string(fixed * dp) + ") must divide the GPU count " + std::to_string(gpus);
     p.sp_degree = static_cast<std::int32_t>(gpus / (fixed * dp));
     p.dp = static_cast<std::int32_t>(dp);
   }
-  const std::int64_t model_par = fixed * p.ulysses();
+  const std::int64_t model_par = fixed * p.seq_degree();
   if (p.dp == 0) {
     if (gpus % model_par != 0) {
       return "tp*pp*sp_degree*dap = " + std::to_string(model_par) + " does not divide the GPU count " + std::to_string(gpus);
@@ -182,6 +186,7 @@ std::string check_plan(Plan& p, const ModelSpec& model, std::int64_t gpus, const
   if (model_par * p.dp != gpus) {
     return "tp*pp*dp*sp_degree*dap = " + std::to_string(model_par * p.dp) + ", must equal the GPU count " + std::to_string(gpus);
   }
+  if (p.dp % p.ep != 0) return "ep=" + std::to_string(p.ep) + " must divide dp=" + std::to_string(p.dp);
   if (p.zero == 3 && p.pp > 1) return "zero=3 cannot be combined with pipeline parallelism (pp>1)";
   if (p.offload_params() && p.zero != 3) return "offload=params/all needs zero=3 (ZeRO-Infinity)";
   if (p.offload_optimizer() && p.zero == 0) return "offload=optimizer needs zero>=1 (ZeRO-Offload)";
@@ -207,6 +212,14 @@ std::string check_plan(Plan& p, const ModelSpec& model, std::int64_t gpus, const
       return "layers (" + std::to_string(t.layers) + ") not divisible by pp*vpp=" + std::to_string(p.pp * p.vpp);
     }
     if (p.sp == SeqParallel::kMegatron && p.tp == 1) return "sp=megatron needs tp>1";
+    if (p.ep > 1 && !t.is_moe()) return "ep applies to mixture-of-experts models only (the model has no \"moe\")";
+    if (t.is_moe() && t.moe_experts % p.ep != 0) {
+      return "ep=" + std::to_string(p.ep) + " does not divide the " + std::to_string(t.moe_experts) + " experts";
+    }
+    if (t.is_moe() && (t.layers / p.pp) % t.moe_every != 0) {
+      return "layers per stage (" + std::to_string(t.layers / p.pp) + ") not divisible by moe every=" +
+             std::to_string(t.moe_every);
+    }
     if (p.sp == SeqParallel::kUlysses && t.heads % (static_cast<std::int64_t>(p.tp) * p.sp_degree) != 0) {
       return "heads (" + std::to_string(t.heads) + ") not divisible by tp*sp_degree=" + std::to_string(p.tp * p.sp_degree);
     }
@@ -219,8 +232,8 @@ std::string check_plan(Plan& p, const ModelSpec& model, std::int64_t gpus, const
     }
   } else {
     const EvoformerSpec& e = model.evoformer();
-    if (p.tp != 1 || p.pp != 1 || p.sp != SeqParallel::kNone) {
-      return "Evoformer plans split with dap (and dp/zero), not tp/pp/sp";
+    if (p.tp != 1 || p.pp != 1 || p.sp != SeqParallel::kNone || p.ep != 1) {
+      return "Evoformer plans split with dap (and dp/zero), not tp/pp/sp/ep";
     }
     if (shape.seq % p.dap != 0 || e.n_seq % p.dap != 0) return "dap must divide N_res and N_seq";
     if (e.n_extra % p.dap != 0) return "dap must divide N_extra";

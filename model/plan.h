@@ -4,8 +4,10 @@
 //
 // Keys (defaults in brackets):
 //   tp [1]  pp [1]  dp [derived: gpus / (tp*pp*sp_degree*dap)]  vpp [1] virtual stages
-//   schedule [1f1b] | interleaved          sp [none] | megatron | ulysses
-//   sp_degree [derived for ulysses]        dap [1]  Dynamic Axial Parallelism (Evoformer)
+//   schedule [1f1b] | interleaved          sp [none] | megatron | ulysses | lss
+//   sp_degree [derived for ulysses, lss]   dap [1]  Dynamic Axial Parallelism (Evoformer)
+//   ep [1]  expert-parallel degree of a MoE model: the experts are split over ep of the
+//           dp ranks (DeepSpeed-MoE's expert parallel group; must divide dp and experts)
 //   zero [0..3]   recompute [none] | selective | full
 //   attn [fused] | materialized (alias: flash, naive)
 //   mask [none] | bool | fp32   (the causal mask tensor kept on the GPU)
@@ -14,6 +16,10 @@
 //   ckpt [local] | partitioned  (full-recompute checkpoints split over the TP ranks:
 //        DeepSpeed activation checkpointing's partition_activations / Megatron's
 //        --distribute-checkpointed-activations; redundant with sp=megatron)
+// sp=lss is LSS Transformer's segmented sequence parallelism (Wang et al. 2023): every
+// layer runs on a 1/sp_degree segment of the sequence with replicated weights; k and v
+// are all-gathered for attention and the weights' gradients averaged over the segments,
+// then over dp ("double gradient averaging"), so model states are not sharded over them.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -23,7 +29,7 @@
 
 namespace seqscale {
 
-enum class SeqParallel : std::uint8_t { kNone, kMegatron, kUlysses };
+enum class SeqParallel : std::uint8_t { kNone, kMegatron, kUlysses, kLss };
 enum class Recompute : std::uint8_t { kNone, kSelective, kFull };
 enum class AttentionImpl : std::uint8_t { kMaterialized, kFused };
 enum class MaskKind : std::uint8_t { kNone, kBool, kFp32 };
@@ -36,8 +42,9 @@ struct Plan {
   std::int32_t pp = 1;
   std::int32_t dp = 0;          // 0: derived from the GPU count
   std::int32_t vpp = 1;         // model chunks per stage (interleaved schedule)
-  std::int32_t sp_degree = 1;   // Ulysses sequence-parallel degree (0: derived)
+  std::int32_t sp_degree = 1;   // Ulysses / LSS sequence-parallel degree (0: derived)
   std::int32_t dap = 1;         // Evoformer DAP degree
+  std::int32_t ep = 1;          // MoE expert-parallel degree, inside the dp ranks
   std::int32_t zero = 0;
   SeqParallel sp = SeqParallel::kNone;
   Recompute recompute = Recompute::kNone;
@@ -51,8 +58,11 @@ struct Plan {
   bool offload_optimizer() const { return offload == Offload::kOptimizer || offload == Offload::kAll; }
   bool offload_params() const { return offload == Offload::kParams || offload == Offload::kAll; }
   std::int32_t ulysses() const { return sp == SeqParallel::kUlysses ? sp_degree : 1; }
+  std::int32_t lss() const { return sp == SeqParallel::kLss ? sp_degree : 1; }
+  // Ranks of the sequence-parallel group (kSequence): Ulysses or LSS.
+  std::int32_t seq_degree() const { return ulysses() * lss(); }
   // Ranks that hold a shard of the sequence outside tensor-parallel regions.
-  std::int32_t seq_shards() const { return ulysses() * (sp == SeqParallel::kMegatron ? tp : 1); }
+  std::int32_t seq_shards() const { return seq_degree() * (sp == SeqParallel::kMegatron ? tp : 1); }
   // ZeRO shards model states over data-parallel and Ulysses ranks (DeepSpeed-Ulysses).
   std::int32_t zero_shards() const { return dp * ulysses(); }
 };

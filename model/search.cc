@@ -74,7 +74,7 @@ const std::vector<Preset>& presets() {
     Preset best = make("seqscale-best", "every technique seqscale models, searched freely");
     best.max_tp = 1 << 20;
     best.tp_across_nodes = true;
-    best.sp = {SeqParallel::kNone, SeqParallel::kMegatron, SeqParallel::kUlysses};
+    best.sp = {SeqParallel::kNone, SeqParallel::kMegatron, SeqParallel::kUlysses, SeqParallel::kLss};
     best.recompute = {Recompute::kNone, Recompute::kSelective, Recompute::kFull};
     best.attn = {AttentionImpl::kFused, AttentionImpl::kMaterialized};
     best.mask = {MaskKind::kNone};
@@ -127,9 +127,10 @@ std::vector<Plan> enumerate_plans(const Preset& pre, const ModelSpec& model, std
     for (std::int32_t pp : pre.pipeline ? divisors(gpus / tp) : std::vector<std::int32_t>{1}) {
       for (SeqParallel sp : pre.sp) {
         std::vector<std::int32_t> degrees{1};
-        if (sp == SeqParallel::kUlysses) degrees = divisors(gpus / (static_cast<std::int64_t>(tp) * pp));
+        const bool own_group = sp == SeqParallel::kUlysses || sp == SeqParallel::kLss;
+        if (own_group) degrees = divisors(gpus / (static_cast<std::int64_t>(tp) * pp));
         for (std::int32_t deg : degrees) {
-          if (sp == SeqParallel::kUlysses && deg == 1) continue;
+          if (own_group && deg == 1) continue;
           if (sp == SeqParallel::kMegatron && tp == 1) continue;
           for (int zero : pre.zero) {
             if (pp > 1 && zero > 1 && !pre.zero_with_pp_above_1) continue;
@@ -157,7 +158,13 @@ std::vector<Plan> enumerate_plans(const Preset& pre, const ModelSpec& model, std
                           p.vpp = 2;
                         }
                         p.ckpt_partitioned = part;
-                        if (check_plan(p, model, gpus, probe).empty()) out.push_back(p);
+                        // A MoE model: every expert-parallel degree its dp ranks allow.
+                        const bool moe = model.transformer().is_moe();
+                        for (std::int32_t ep : moe ? divisors(p.dp) : std::vector<std::int32_t>{1}) {
+                          Plan q = p;
+                          q.ep = ep;
+                          if (check_plan(q, model, gpus, probe).empty()) out.push_back(q);
+                        }
                        }
                       }
                     }

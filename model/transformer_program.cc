@@ -14,6 +14,23 @@ std::int64_t to_bytes(double b) { return static_cast<std::int64_t>(std::llround(
 
 }  // namespace
 
+double layer_gemm_flops(const TransformerSpec& t, const Plan& p, const RunShape& shape) {
+  const double s = static_cast<double>(shape.seq), b = static_cast<double>(shape.micro_batch);
+  const double h = static_cast<double>(t.hidden), d = static_cast<double>(t.head_dim());
+  const double kv = static_cast<double>(t.kv_heads > 0 ? t.kv_heads : t.heads);
+  const double tu = static_cast<double>(p.tp) * p.seq_degree();
+  const double mlp_flops = 4.0 * s * b * h * static_cast<double>(t.ffn_hidden) / tu;
+  double flops = (2.0 * s * b * h * (h + 2.0 * kv * d) + 2.0 * s * b * h * h) / tu + mlp_flops;
+  if (t.is_moe()) {
+    const MoeLayers ml = moe_layers_of(t, p, shape);
+    const double tokens = static_cast<double>(ml.tokens);
+    const double load = static_cast<double>(t.moe_experts * moe_capacity(ml)) / tokens;
+    const double router_flops = 2.0 * tokens * h * static_cast<double>(t.moe_experts);
+    flops += ((load - 1.0) * mlp_flops + router_flops) / static_cast<double>(t.moe_every);
+  }
+  return flops;
+}
+
 StepProgram build_transformer_program(const TransformerSpec& t, const Plan& p, const RunShape& shape) {
   // Each term's size comes from the closed form; the events lay them out in step order. A
   // ClusterSpec with no context and no fragmentation leaves exactly the live bytes.
@@ -26,7 +43,7 @@ StepProgram build_transformer_program(const TransformerSpec& t, const Plan& p, c
   StepProgram prog;
   const double s = static_cast<double>(shape.seq), b = static_cast<double>(shape.micro_batch);
   const double h = static_cast<double>(t.hidden), V = static_cast<double>(t.vocab);
-  const double tu = static_cast<double>(p.tp) * p.ulysses();
+  const double tu = static_cast<double>(p.tp) * p.seq_degree();
   const bool last = mb.stage == p.pp - 1;
   const std::int64_t layers_stage = t.layers / p.pp;
   const std::int64_t m = micro_batches(p, shape);
@@ -57,9 +74,7 @@ StepProgram build_transformer_program(const TransformerSpec& t, const Plan& p, c
   const std::int64_t remainder = to_bytes(in_flight_total) - per_chunk * chunks;
 
   // Forward: every layer of every micro-batch in flight stores its activations.
-  const double gemm_flops = (2.0 * s * b * h * (h + 2.0 * static_cast<double>(t.kv_heads > 0 ? t.kv_heads : t.heads) *
-                                                         static_cast<double>(t.head_dim())) +
-                             2.0 * s * b * h * h + 4.0 * s * b * h * static_cast<double>(t.ffn_hidden)) / tu;
+  const double gemm_flops = layer_gemm_flops(t, p, shape);
   const double attn_flops = 4.0 * s * s * b * h / tu * (p.attn == AttentionImpl::kFused ? 0.5 : 1.0);
   const double passes = p.recompute == Recompute::kFull ? 4.0 : 3.0;
   for (std::int64_t c = 0; c < chunks; ++c) {

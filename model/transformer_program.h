@@ -16,4 +16,10 @@ namespace seqscale {
 // The plan must be checked (dp derived).
 StepProgram build_transformer_program(const TransformerSpec& t, const Plan& p, const RunShape& shape);
 
+// One layer's forward GEMM FLOPs on a rank (QKV, output projection, MLP; /tp and /the
+// sequence degree), averaged over a stage's layers: a MoE layer (one in moe_every) runs its
+// MLP on E*C token slots instead of T tokens, plus the router. estimate() and the program
+// both use it.
+double layer_gemm_flops(const TransformerSpec& t, const Plan& p, const RunShape& shape);
+
 }  // namespace seqscale

@@ -47,7 +47,7 @@ AttentionDims read_attention(JsonFields& parent, const std::string& key, const s
   return d;
 }
 
-TransformerSpec read_transformer(JsonFields& f) {
+TransformerSpec read_transformer(JsonFields& f, const std::string& where) {
   TransformerSpec t;
   t.layers = f.integer("layers", 1, 100000);
   t.hidden = f.integer("hidden", 1, 1 << 20);
@@ -60,6 +60,15 @@ TransformerSpec read_transformer(JsonFields& f) {
   else if (pos == "rotary") t.position = PositionEmbedding::kRotary;
   else f.fail("position_embedding", "is '" + pos + "', must be 'learned' or 'rotary'");
   t.dtype = read_dtype(f, "dtype", DType::kBf16);
+  if (f.has("moe")) {
+    JsonFields m(f.raw("moe"), where, f.field_path("moe"));
+    t.moe_experts = m.integer("experts", 1, 1 << 16);
+    t.moe_top_k = m.integer_or("top_k", 1, 1, t.moe_experts);
+    t.moe_every = m.integer_or("every", 1, 1, t.layers);
+    t.moe_capacity_factor = m.number_or("capacity_factor", 1.25, 0.01, 1024.0);
+    m.reject_unknown();
+    if (t.layers % t.moe_every != 0) f.fail("moe", "'every' must divide layers (" + std::to_string(t.layers) + ")");
+  }
   if (t.hidden % t.heads != 0) f.fail("heads", "must divide hidden (" + std::to_string(t.hidden) + ")");
   if (t.heads % t.kv_heads != 0) f.fail("kv_heads", "must divide heads");
   return t;
@@ -142,7 +151,7 @@ ModelSpec load_model(const std::string& name_or_path) {
   f.str_or("description", "");
   f.optional("references");
   const std::string family = f.str("family");
-  if (family == "transformer") m.arch = read_transformer(f);
+  if (family == "transformer") m.arch = read_transformer(f, path);
   else if (family == "evoformer") m.arch = read_evoformer(f, path);
   else f.fail("family", "is '" + family + "', must be 'transformer' or 'evoformer'");
   f.reject_unknown();

@@ -21,7 +21,17 @@ struct TransformerSpec {
   std::int64_t vocab = 0;
   PositionEmbedding position = PositionEmbedding::kLearned;
   DType dtype = DType::kBf16;
+  // Mixture of experts (GShard, Lepikhin et al. 2020; DeepSpeed-MoE): the MLP of every
+  // moe_every-th layer is moe_experts experts of ffn_hidden each, every token routed to
+  // its top moe_top_k with capacity factor moe_capacity_factor. JSON: "moe": {"experts",
+  // "top_k", "every", "capacity_factor"}.
+  std::int64_t moe_experts = 0;  // 0: dense
+  std::int64_t moe_top_k = 1;
+  std::int64_t moe_every = 1;
+  double moe_capacity_factor = 1.25;
   std::int64_t head_dim() const { return hidden / heads; }
+  bool is_moe() const { return moe_experts > 0; }
+  std::int64_t moe_layers() const { return is_moe() ? layers / moe_every : 0; }
 };
 
 // One attention kind of the Evoformer stack: heads and head size.

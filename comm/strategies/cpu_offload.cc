@@ -45,7 +45,7 @@ void overlapped(const float* src, float* dst, std::int64_t n, Work work) {
   }
 }
 
-Tensors run(Communicator& c, const RankLayout& l) {
+Tensors run(Communicator& c, StrategyMath& math, const RankLayout& l) {
   const int n = l.group_size(GroupKind::kData), me = c.group_rank(GroupKind::kData);
   const std::int64_t shard = ZeroModel::kParams / n;
   const int t = ZeroModel::kTokens, h = ZeroModel::kHidden;
@@ -57,9 +57,11 @@ Tensors run(Communicator& c, const RankLayout& l) {
   for (int step = 0; step < ZeroModel::kSteps; ++step) {
     const auto x = zero_batch(step, me, false), dy = zero_batch(step, me, true);
     std::vector<float> g(ZeroModel::kParams);
-    matmul_tn(x.data(), dy.data(), g.data(), t, h, h);
+    math.matmul_tn(x.data(), dy.data(), g.data(), t, h, h);
     c.reduce_scatter(GroupKind::kData, g.data(), dev_grad.data(), shard, DType::kFp32, ReduceOp::kAvg);
-    // device -> host gradient copy overlapped with the host Adam of the previous chunk
+    // device -> host gradient copy overlapped with the host Adam of the previous chunk.
+    // Host adam_step, not math.adam_step, whatever math is: running the optimizer on the
+    // CPU is what this strategy is (its states never exist on the device).
     overlapped(dev_grad.data(), host_grad.data(), shard, [&](std::int64_t b, std::int64_t e) {
       adam_step(host_master.data() + b, host_grad.data() + b, host_m.data() + b, host_v.data() + b, e - b, step + 1);
     });

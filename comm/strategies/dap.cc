@@ -8,6 +8,8 @@
 // Backward: all-to-alls mirrored, the gradient of the all-gathered bias reduce-scattered
 // back to the pair rows, replicated weights' gradients all-reduced. "Duality async":
 // the d(w) all-reduce is launched, the row-op backward runs, then it is waited on.
+// The bias projection and the row op (and their backward) are GEMMs on the strategy's
+// math; the softmax and the column op are host glue.
 #include <cmath>
 
 #include "comm/strategies/strategy.h"
@@ -39,14 +41,10 @@ Inputs inputs() {
           random_vector(kC, kSeed + 3), random_vector(kCz, kSeed + 4), random_vector(kSeq * kRes * kC, kSeed + 5)};
 }
 
-// Pair bias rows [rows, kRes] from pair rows [rows, kRes, kCz].
-std::vector<float> pair_bias(const float* z, int rows, const std::vector<float>& wb) {
+// Pair bias rows [rows, kRes] from pair rows [rows, kRes, kCz]: b = z w_b, [rows kRes, kCz] x [kCz, 1].
+std::vector<float> pair_bias(StrategyMath& math, const float* z, int rows, const std::vector<float>& wb) {
   std::vector<float> b(static_cast<std::size_t>(rows) * kRes);
-  for (std::size_t i = 0; i < b.size(); ++i) {
-    double s = 0;
-    for (int c = 0; c < kCz; ++c) s += static_cast<double>(z[i * kCz + c]) * wb[c];
-    b[i] = static_cast<float>(s);
-  }
+  math.matmul(z, wb.data(), b.data(), rows * kRes, kCz, 1);
   return b;
 }
 std::vector<float> softmax_rows(const std::vector<float>& b) {
@@ -59,13 +57,10 @@ std::vector<float> softmax_rows(const std::vector<float>& b) {
   }
   return a;
 }
-// Row op on `seqs` MSA rows [seqs, kRes, kC].
-std::vector<float> row_op(const std::vector<float>& m, const std::vector<float>& a, int seqs) {
-  std::vector<float> out(m.size(), 0.f);
-  for (int s = 0; s < seqs; ++s)
-    for (int i = 0; i < kRes; ++i)
-      for (int j = 0; j < kRes; ++j)
-        for (int c = 0; c < kC; ++c) out[(s * kRes + i) * kC + c] += a[i * kRes + j] * m[(s * kRes + j) * kC + c];
+// Row op on `seqs` MSA rows [seqs, kRes, kC]: out[s] = A m[s].
+std::vector<float> row_op(StrategyMath& math, const std::vector<float>& m, const std::vector<float>& a, int seqs) {
+  std::vector<float> out(m.size());
+  for (int s = 0; s < seqs; ++s) math.matmul(a.data(), &m[s * kRes * kC], &out[s * kRes * kC], kRes, kRes, kC);
   return out;
 }
 // Column op on all kSeq rows of `res` residues [kSeq, res, kC]; returns the column means too.
@@ -92,17 +87,16 @@ std::vector<float> col_bwd(const std::vector<float>& g, const std::vector<float>
     for (int i = 0; i < res * kC; ++i) dm1[s * res * kC + i] = g[s * res * kC + i] + w[i % kC] / kSeq * colsum[i];
   return dm1;
 }
-// Row-op backward: d(m) and the partial d(bias) [kRes, kRes] over these MSA rows.
-std::vector<float> row_bwd(const std::vector<float>& m, const std::vector<float>& a, const std::vector<float>& dm1,
-                           int seqs, std::vector<float>& db) {
-  std::vector<float> dm(m.size(), 0.f), da(static_cast<std::size_t>(kRes) * kRes, 0.f);
-  for (int s = 0; s < seqs; ++s)
-    for (int i = 0; i < kRes; ++i)
-      for (int j = 0; j < kRes; ++j)
-        for (int c = 0; c < kC; ++c) {
-          dm[(s * kRes + j) * kC + c] += a[i * kRes + j] * dm1[(s * kRes + i) * kC + c];
-          da[i * kRes + j] += dm1[(s * kRes + i) * kC + c] * m[(s * kRes + j) * kC + c];
-        }
+// Row-op backward: d(m)[s] = A^T d(m1)[s], d(A) = sum_s d(m1)[s] m[s]^T, and the
+// partial d(bias) [kRes, kRes] over these MSA rows.
+std::vector<float> row_bwd(StrategyMath& math, const std::vector<float>& m, const std::vector<float>& a,
+                           const std::vector<float>& dm1, int seqs, std::vector<float>& db) {
+  std::vector<float> dm(m.size()), da(static_cast<std::size_t>(kRes) * kRes, 0.f);
+  for (int s = 0; s < seqs; ++s) {
+    const int off = s * kRes * kC;
+    math.matmul_tn(a.data(), &dm1[off], &dm[off], kRes, kRes, kC);
+    math.matmul_nt(&dm1[off], &m[off], da.data(), kRes, kC, kRes, true);
+  }
   db.assign(da.size(), 0.f);
   for (int i = 0; i < kRes; ++i) {
     double dot = 0;
@@ -111,16 +105,13 @@ std::vector<float> row_bwd(const std::vector<float>& m, const std::vector<float>
   }
   return dm;
 }
-// d(z) rows and partial d(w_b) from d(bias) rows.
-void pair_bwd(const float* z, const float* db, int rows, const std::vector<float>& wb, std::vector<float>& dz,
-              std::vector<float>& dwb) {
+// d(z) rows (outer product d(b) w_b^T) and partial d(w_b) = z^T d(b) from d(bias) rows.
+void pair_bwd(StrategyMath& math, const float* z, const float* db, int rows, const std::vector<float>& wb,
+              std::vector<float>& dz, std::vector<float>& dwb) {
   dz.assign(static_cast<std::size_t>(rows) * kRes * kCz, 0.f);
   dwb.assign(kCz, 0.f);
-  for (int i = 0; i < rows * kRes; ++i)
-    for (int c = 0; c < kCz; ++c) {
-      dz[i * kCz + c] = db[i] * wb[c];
-      dwb[c] += db[i] * z[i * kCz + c];
-    }
+  math.matmul(db, wb.data(), dz.data(), rows * kRes, 1, kCz);
+  math.matmul_tn(z, db, dwb.data(), rows * kRes, kCz, 1);
 }
 
 // [seqs/P rows, kRes, kC] split on N_seq <-> [kSeq, kRes/P, kC] split on N_res.
@@ -150,17 +141,17 @@ std::vector<float> unpack_res_blocks(const std::vector<float>& recv, int n) {
   return out;
 }
 
-Tensors run(Communicator& c, const RankLayout& l) {
+Tensors run(Communicator& c, StrategyMath& math, const RankLayout& l) {
   const int n = l.group_size(GroupKind::kDap), me = c.group_rank(GroupKind::kDap);
   const int sl = kSeq / n, rl = kRes / n;
   const Inputs in = inputs();
   const auto m = slice_rows(in.m, kRes * kC, me * sl, (me + 1) * sl);
   const auto z = slice_rows(in.z, kRes * kCz, me * rl, (me + 1) * rl);
-  const auto b_rows = pair_bias(z.data(), rl, in.wb);
+  const auto b_rows = pair_bias(math, z.data(), rl, in.wb);
   std::vector<float> b(static_cast<std::size_t>(kRes) * kRes);
   c.all_gather(GroupKind::kDap, b_rows.data(), b.data(), rl * kRes, DType::kFp32);
   const auto a = softmax_rows(b);
-  const auto m1 = row_op(m, a, sl);
+  const auto m1 = row_op(math, m, a, sl);
   const auto m1c = seq_to_res(c, m1, n);
   std::vector<float> mean, tmp;
   const auto m2c = col_op(m1c, in.w, rl, mean);
@@ -176,12 +167,12 @@ Tensors run(Communicator& c, const RankLayout& l) {
   res_to_seq_async(c, dm1c, tmp, n)->wait();
   const auto dm1 = unpack_res_blocks(tmp, n);
   std::vector<float> db_partial, db_rows(static_cast<std::size_t>(rl) * kRes);
-  out["dm"] = row_bwd(m, a, dm1, sl, db_partial);  // overlaps the d(w) all-reduce
+  out["dm"] = row_bwd(math, m, a, dm1, sl, db_partial);  // overlaps the d(w) all-reduce
   dw_work->wait();
   out["dw"] = dw;
   c.reduce_scatter(GroupKind::kDap, db_partial.data(), db_rows.data(), rl * kRes, DType::kFp32);
   std::vector<float> dwb;
-  pair_bwd(z.data(), db_rows.data(), rl, in.wb, out["dz"], dwb);
+  pair_bwd(math, z.data(), db_rows.data(), rl, in.wb, out["dz"], dwb);
   c.all_reduce(GroupKind::kDap, dwb.data(), dwb.data(), kCz, DType::kFp32);
   out["dwb"] = dwb;
   return out;
@@ -191,13 +182,14 @@ Tensors reference(const RankLayout& l, int rank) {
   const int n = l.group_size(GroupKind::kDap), me = l.group_rank(GroupKind::kDap, rank);
   const int sl = kSeq / n, rl = kRes / n;
   const Inputs in = inputs();
-  const auto a = softmax_rows(pair_bias(in.z.data(), kRes, in.wb));
-  const auto m1 = row_op(in.m, a, kSeq);
+  StrategyMath& host = host_strategy_math();
+  const auto a = softmax_rows(pair_bias(host, in.z.data(), kRes, in.wb));
+  const auto m1 = row_op(host, in.m, a, kSeq);
   std::vector<float> mean, dw, db, dz, dwb;
   const auto m2 = col_op(m1, in.w, kRes, mean);
   const auto dm1 = col_bwd(in.dout, in.w, mean, kRes, dw);
-  const auto dm = row_bwd(in.m, a, dm1, kSeq, db);
-  pair_bwd(in.z.data(), db.data(), kRes, in.wb, dz, dwb);
+  const auto dm = row_bwd(host, in.m, a, dm1, kSeq, db);
+  pair_bwd(host, in.z.data(), db.data(), kRes, in.wb, dz, dwb);
   return {{"out", slice_rows(m2, kRes * kC, me * sl, (me + 1) * sl)},
           {"dm", slice_rows(dm, kRes * kC, me * sl, (me + 1) * sl)},
           {"dz", slice_rows(dz, kRes * kCz, me * rl, (me + 1) * rl)},

@@ -44,36 +44,36 @@ std::vector<float> sample(int dp_rank, bool grad) {
 struct Proj {
   std::vector<float> q, k, v;
 };
-Proj project(const Model& m, const std::vector<float>& x, int rows) {
+Proj project(StrategyMath& math, const Model& m, const std::vector<float>& x, int rows) {
   Proj p{std::vector<float>(x.size()), std::vector<float>(x.size()), std::vector<float>(x.size())};
-  matmul(x.data(), m.wq.data(), p.q.data(), rows, kHidden, kHidden);
-  matmul(x.data(), m.wk.data(), p.k.data(), rows, kHidden, kHidden);
-  matmul(x.data(), m.wv.data(), p.v.data(), rows, kHidden, kHidden);
+  math.matmul(x.data(), m.wq.data(), p.q.data(), rows, kHidden, kHidden);
+  math.matmul(x.data(), m.wk.data(), p.k.data(), rows, kHidden, kHidden);
+  math.matmul(x.data(), m.wv.data(), p.v.data(), rows, kHidden, kHidden);
   return p;
 }
 // dx and the fused weight gradient [dWq | dWk | dWv] from dq, dk, dv on the same rows.
-std::vector<float> project_bwd(const Model& m, const std::vector<float>& x, const std::vector<float>& dq,
-                               const std::vector<float>& dk, const std::vector<float>& dv, int rows,
-                               std::vector<float>& dx) {
+std::vector<float> project_bwd(StrategyMath& math, const Model& m, const std::vector<float>& x,
+                               const std::vector<float>& dq, const std::vector<float>& dk, const std::vector<float>& dv,
+                               int rows, std::vector<float>& dx) {
   std::vector<float> dw(3 * kW);
-  matmul_tn(x.data(), dq.data(), dw.data(), rows, kHidden, kHidden);
-  matmul_tn(x.data(), dk.data(), dw.data() + kW, rows, kHidden, kHidden);
-  matmul_tn(x.data(), dv.data(), dw.data() + 2 * kW, rows, kHidden, kHidden);
+  math.matmul_tn(x.data(), dq.data(), dw.data(), rows, kHidden, kHidden);
+  math.matmul_tn(x.data(), dk.data(), dw.data() + kW, rows, kHidden, kHidden);
+  math.matmul_tn(x.data(), dv.data(), dw.data() + 2 * kW, rows, kHidden, kHidden);
   dx.assign(x.size(), 0.f);
-  matmul_nt(dq.data(), m.wq.data(), dx.data(), rows, kHidden, kHidden, true);
-  matmul_nt(dk.data(), m.wk.data(), dx.data(), rows, kHidden, kHidden, true);
-  matmul_nt(dv.data(), m.wv.data(), dx.data(), rows, kHidden, kHidden, true);
+  math.matmul_nt(dq.data(), m.wq.data(), dx.data(), rows, kHidden, kHidden, true);
+  math.matmul_nt(dk.data(), m.wk.data(), dx.data(), rows, kHidden, kHidden, true);
+  math.matmul_nt(dv.data(), m.wv.data(), dx.data(), rows, kHidden, kHidden, true);
   return dw;
 }
 
-Tensors run(Communicator& c, const RankLayout& l) {
+Tensors run(Communicator& c, StrategyMath& math, const RankLayout& l) {
   const int sp = l.group_size(GroupKind::kSequence), me = c.group_rank(GroupKind::kSequence);
   const int seg = kSeq / sp, d = kHidden;
   const Model m;
   const auto x = slice_rows(sample(c.group_rank(GroupKind::kData), false), d, me * seg, (me + 1) * seg);
   auto dout = slice_rows(sample(c.group_rank(GroupKind::kData), true), d, me * seg, (me + 1) * seg);
   for (auto& g : dout) g /= static_cast<float>(seg);  // loss: mean over my segment
-  const Proj p = project(m, x, seg);
+  const Proj p = project(math, m, x, seg);
   std::vector<float> kv_local(static_cast<std::size_t>(seg) * 2 * d), kv(static_cast<std::size_t>(kSeq) * 2 * d);
   for (int t = 0; t < seg; ++t) {
     std::copy_n(p.k.begin() + t * d, d, kv_local.begin() + t * 2 * d);
@@ -86,13 +86,13 @@ Tensors run(Communicator& c, const RankLayout& l) {
     std::copy_n(p.q.begin() + t * d, d, q2.begin() + t * 2 * d);
     std::copy_n(dout.begin() + t * d, d, do2.begin() + t * 2 * d);
   }
-  attention_fwd(q2.data(), kv.data(), kv.data() + d, o2.data(), seg, kSeq, d, 2 * d);
+  math.attention_fwd(q2.data(), kv.data(), kv.data() + d, o2.data(), seg, kSeq, d, 2 * d);
   Tensors out;
   auto& o = out["o"];
   for (int t = 0; t < seg; ++t) o.insert(o.end(), o2.begin() + t * 2 * d, o2.begin() + t * 2 * d + d);
   std::vector<float> dq2(q2.size(), 0.f), dkv(kv.size(), 0.f), dkv_local(kv_local.size());
-  attention_bwd(q2.data(), kv.data(), kv.data() + d, do2.data(), dq2.data(), dkv.data(), dkv.data() + d, seg, kSeq, d,
-                2 * d);
+  math.attention_bwd(q2.data(), kv.data(), kv.data() + d, do2.data(), dq2.data(), dkv.data(), dkv.data() + d, seg,
+                     kSeq, d, 2 * d);
   c.reduce_scatter(GroupKind::kSequence, dkv.data(), dkv_local.data(), seg * 2 * d, DType::kFp32);  // fused dk|dv
   std::vector<float> dq(p.q.size()), dk(p.q.size()), dv(p.q.size());
   for (int t = 0; t < seg; ++t) {
@@ -100,7 +100,7 @@ Tensors run(Communicator& c, const RankLayout& l) {
     std::copy_n(dkv_local.begin() + t * 2 * d, d, dk.begin() + t * d);
     std::copy_n(dkv_local.begin() + t * 2 * d + d, d, dv.begin() + t * d);
   }
-  auto dw = project_bwd(m, x, dq, dk, dv, seg, out["dx"]);
+  auto dw = project_bwd(math, m, x, dq, dk, dv, seg, out["dx"]);
   c.all_reduce(GroupKind::kSequence, dw.data(), dw.data(), 3 * kW, DType::kFp32, ReduceOp::kAvg);  // average 1
   c.all_reduce(GroupKind::kData, dw.data(), dw.data(), 3 * kW, DType::kFp32, ReduceOp::kAvg);      // average 2
   out["dw"] = dw;
@@ -117,14 +117,14 @@ Tensors reference(const RankLayout& l, int rank) {
   for (int r = 0; r < dp; ++r) {
     const auto x = sample(r, false);
     auto dout = sample(r, true);
-    const Proj p = project(m, x, kSeq);
+    const Proj p = project(host_strategy_math(), m, x, kSeq);
     std::vector<float> o(x.size()), dq(x.size(), 0.f), dk(x.size(), 0.f), dv(x.size(), 0.f);
     attention_fwd(p.q.data(), p.k.data(), p.v.data(), o.data(), kSeq, kSeq, d, d);
     // Every segment's loss is a mean over seg tokens; the step's loss their mean over sp.
     for (auto& g : dout) g /= static_cast<float>(seg);
     attention_bwd(p.q.data(), p.k.data(), p.v.data(), dout.data(), dq.data(), dk.data(), dv.data(), kSeq, kSeq, d, d);
     std::vector<float> dx;
-    const auto dw = project_bwd(m, x, dq, dk, dv, kSeq, dx);
+    const auto dw = project_bwd(host_strategy_math(), m, x, dq, dk, dv, kSeq, dx);
     for (int i = 0; i < 3 * kW; ++i) dw_mean[i] += dw[i] / static_cast<float>(sp * dp);
     if (r == my_dp) {
       out["o"] = slice_rows(o, d, me * seg, (me + 1) * seg);

@@ -31,7 +31,7 @@ Inputs inputs() {
           random_vector(kHidden, kSeed + 5)};
 }
 
-Tensors run(Communicator& c, const RankLayout& l) {
+Tensors run(Communicator& c, StrategyMath& math, const RankLayout& l) {
   const int tp = l.group_size(GroupKind::kTensor), me = c.group_rank(GroupKind::kTensor);
   const int ts = kTokens / tp;
   const Inputs in = inputs();
@@ -41,7 +41,7 @@ Tensors run(Communicator& c, const RankLayout& l) {
   for (std::size_t i = 0; i < xn_shard.size(); ++i) xn_shard[i] = x_shard[i] * in.gamma[i % kHidden];
   std::vector<float> xn(static_cast<std::size_t>(kTokens) * kHidden);
   c.all_gather(GroupKind::kTensor, xn_shard.data(), xn.data(), ts * kHidden, DType::kFp32);
-  const auto y_partial = mlp.forward(xn);
+  const auto y_partial = mlp.forward(math, xn);
   Tensors out;
   out["y"].resize(static_cast<std::size_t>(ts) * kHidden);
   c.reduce_scatter(GroupKind::kTensor, y_partial.data(), out["y"].data(), ts * kHidden, DType::kFp32);
@@ -49,7 +49,7 @@ Tensors run(Communicator& c, const RankLayout& l) {
   const auto dy_shard = slice_rows(in.dy, kHidden, me * ts, (me + 1) * ts);
   std::vector<float> dy(static_cast<std::size_t>(kTokens) * kHidden);
   c.all_gather(GroupKind::kTensor, dy_shard.data(), dy.data(), ts * kHidden, DType::kFp32);
-  const auto dxn_partial = mlp.backward(xn, dy, out["dw1"], out["dw2"]);
+  const auto dxn_partial = mlp.backward(math, xn, dy, out["dw1"], out["dw2"]);
   std::vector<float> dxn(static_cast<std::size_t>(ts) * kHidden);
   c.reduce_scatter(GroupKind::kTensor, dxn_partial.data(), dxn.data(), ts * kHidden, DType::kFp32);
   auto& dx = out["dx"];
@@ -71,9 +71,9 @@ Tensors reference(const RankLayout& l, int rank) {
   auto full = make_mlp_shard(kTokens, kHidden, kFfn, 1, 0, kSeed);
   std::vector<float> xn(in.x.size());
   for (std::size_t i = 0; i < xn.size(); ++i) xn[i] = in.x[i] * in.gamma[i % kHidden];
-  const auto y = full.forward(xn);
+  const auto y = full.forward(host_strategy_math(), xn);
   std::vector<float> dw1, dw2;
-  const auto dxn = full.backward(xn, in.dy, dw1, dw2);
+  const auto dxn = full.backward(host_strategy_math(), xn, in.dy, dw1, dw2);
   std::vector<float> dx(dxn.size()), dgamma(kHidden, 0.f);
   for (std::size_t i = 0; i < dxn.size(); ++i) {
     dx[i] = dxn[i] * in.gamma[i % kHidden];

@@ -1,5 +1,6 @@
 // The column-parallel -> tanh -> row-parallel MLP block shared by tensor_parallel.cc and
-// megatron_sp.cc: A = X W1[:, shard], Z = tanh(A), Y_partial = Z W2[shard, :].
+// megatron_sp.cc: A = X W1[:, shard], Z = tanh(A), Y_partial = Z W2[shard, :]. The GEMMs
+// run on the caller's math (run(): the strategy's, reference(): host_strategy_math()).
 #pragma once
 #include <cmath>
 #include <vector>
@@ -13,26 +14,26 @@ struct MlpShard {
   std::vector<float> w1, w2;  // [hidden, ffn_shard], [ffn_shard, hidden]
   std::vector<float> z;       // saved activation [tokens, ffn_shard]
 
-  std::vector<float> forward(const std::vector<float>& x) {
+  std::vector<float> forward(StrategyMath& math, const std::vector<float>& x) {
     z.assign(static_cast<std::size_t>(tokens) * ffn_shard, 0.f);
-    matmul(x.data(), w1.data(), z.data(), tokens, hidden, ffn_shard);
+    math.matmul(x.data(), w1.data(), z.data(), tokens, hidden, ffn_shard);
     for (auto& a : z) a = std::tanh(a);
     std::vector<float> y(static_cast<std::size_t>(tokens) * hidden);
-    matmul(z.data(), w2.data(), y.data(), tokens, ffn_shard, hidden);
+    math.matmul(z.data(), w2.data(), y.data(), tokens, ffn_shard, hidden);
     return y;
   }
   // dy [tokens, hidden] -> partial dx [tokens, hidden]; fills dw1, dw2 (this shard).
-  std::vector<float> backward(const std::vector<float>& x, const std::vector<float>& dy, std::vector<float>& dw1,
-                              std::vector<float>& dw2) {
+  std::vector<float> backward(StrategyMath& math, const std::vector<float>& x, const std::vector<float>& dy,
+                              std::vector<float>& dw1, std::vector<float>& dw2) {
     std::vector<float> dz(z.size());
-    matmul_nt(dy.data(), w2.data(), dz.data(), tokens, hidden, ffn_shard);
+    math.matmul_nt(dy.data(), w2.data(), dz.data(), tokens, hidden, ffn_shard);
     for (std::size_t i = 0; i < dz.size(); ++i) dz[i] *= 1.f - z[i] * z[i];
     dw2.assign(w2.size(), 0.f);
-    matmul_tn(z.data(), dy.data(), dw2.data(), tokens, ffn_shard, hidden);
+    math.matmul_tn(z.data(), dy.data(), dw2.data(), tokens, ffn_shard, hidden);
     dw1.assign(w1.size(), 0.f);
-    matmul_tn(x.data(), dz.data(), dw1.data(), tokens, hidden, ffn_shard);
+    math.matmul_tn(x.data(), dz.data(), dw1.data(), tokens, hidden, ffn_shard);
     std::vector<float> dx(static_cast<std::size_t>(tokens) * hidden);
-    matmul_nt(dz.data(), w1.data(), dx.data(), tokens, ffn_shard, hidden);
+    math.matmul_nt(dz.data(), w1.data(), dx.data(), tokens, ffn_shard, hidden);
     return dx;
   }
 };

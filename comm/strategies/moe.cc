@@ -38,10 +38,10 @@ struct Route {
   std::vector<float> prob;                          // [T, E]
   std::vector<std::array<int, kTopK>> expert, slot;  // slot -1: dropped
 };
-Route route(const std::vector<float>& x, const std::vector<float>& wr) {
+Route route(StrategyMath& math, const std::vector<float>& x, const std::vector<float>& wr) {
   Route r;
   r.prob.resize(kTokens * kExperts);
-  matmul(x.data(), wr.data(), r.prob.data(), kTokens, kHidden, kExperts);
+  math.matmul(x.data(), wr.data(), r.prob.data(), kTokens, kHidden, kExperts);
   for (int t = 0; t < kTokens; ++t) {
     float* p = r.prob.data() + t * kExperts;
     const float mx = *std::max_element(p, p + kExperts);
@@ -67,21 +67,22 @@ Route route(const std::vector<float>& x, const std::vector<float>& wr) {
 }
 
 // Expert e on `rows` rows: out = tanh(in W_e); backward returns d(in), accumulates dW.
-void expert_fwd(int e, const float* in, float* out, int rows) {
+void expert_fwd(StrategyMath& math, int e, const float* in, float* out, int rows) {
   const auto w = expert_w(e);
-  matmul(in, w.data(), out, rows, kHidden, kHidden);
+  math.matmul(in, w.data(), out, rows, kHidden, kHidden);
   for (int i = 0; i < rows * kHidden; ++i) out[i] = std::tanh(out[i]);
 }
-void expert_bwd(int e, const float* in, const float* out, const float* dout, float* din, float* dw, int rows) {
+void expert_bwd(StrategyMath& math, int e, const float* in, const float* out, const float* dout, float* din, float* dw,
+                int rows) {
   const auto w = expert_w(e);
   std::vector<float> da(static_cast<std::size_t>(rows) * kHidden);
   for (int i = 0; i < rows * kHidden; ++i) da[i] = dout[i] * (1.f - out[i] * out[i]);
-  matmul_tn(in, da.data(), dw, rows, kHidden, kHidden, true);
-  matmul_nt(da.data(), w.data(), din, rows, kHidden, kHidden);
+  math.matmul_tn(in, da.data(), dw, rows, kHidden, kHidden, true);
+  math.matmul_nt(da.data(), w.data(), din, rows, kHidden, kHidden);
 }
 
 // Combine weights' backward: router gradient pieces for this rank's tokens.
-void router_bwd(const Route& r, const std::vector<float>& x, const std::vector<float>& dprob,
+void router_bwd(StrategyMath& math, const Route& r, const std::vector<float>& x, const std::vector<float>& dprob,
                 const std::vector<float>& wr, std::vector<float>& dx, std::vector<float>& dwr) {
   std::vector<float> dlogits(kTokens * kExperts);
   for (int t = 0; t < kTokens; ++t) {
@@ -90,16 +91,16 @@ void router_bwd(const Route& r, const std::vector<float>& x, const std::vector<f
     for (int e = 0; e < kExperts; ++e)
       dlogits[t * kExperts + e] = static_cast<float>(r.prob[t * kExperts + e] * (dprob[t * kExperts + e] - dot));
   }
-  matmul_tn(x.data(), dlogits.data(), dwr.data(), kTokens, kHidden, kExperts, true);
-  matmul_nt(dlogits.data(), wr.data(), dx.data(), kTokens, kExperts, kHidden, true);
+  math.matmul_tn(x.data(), dlogits.data(), dwr.data(), kTokens, kHidden, kExperts, true);
+  math.matmul_nt(dlogits.data(), wr.data(), dx.data(), kTokens, kExperts, kHidden, true);
 }
 
 // Source side of one rank, given a function that maps the dispatch buffer [E][C][H] to
 // the combined expert outputs and one that maps d(outputs) back to d(inputs).
 template <typename Forward, typename Backward>
-Tensors source_side(const std::vector<float>& x, const std::vector<float>& g, const std::vector<float>& wr,
-                    Forward fwd, Backward bwd, std::vector<float>& dwr) {
-  const Route r = route(x, wr);
+Tensors source_side(StrategyMath& math, const std::vector<float>& x, const std::vector<float>& g,
+                    const std::vector<float>& wr, Forward fwd, Backward bwd, std::vector<float>& dwr) {
+  const Route r = route(math, x, wr);
   std::vector<float> disp(kSlotFloats, 0.f);
   for (int t = 0; t < kTokens; ++t)
     for (int i = 0; i < kTopK; ++i)
@@ -126,11 +127,11 @@ Tensors source_side(const std::vector<float>& x, const std::vector<float>& g, co
       if (r.slot[t][i] >= 0)
         for (int h = 0; h < kHidden; ++h)
           dx[t * kHidden + h] += ddisp[(r.expert[t][i] * kCapacity + r.slot[t][i]) * kHidden + h];
-  router_bwd(r, x, dprob, wr, dx, dwr);
+  router_bwd(math, r, x, dprob, wr, dx, dwr);
   return {{"y", y}, {"dx", dx}};
 }
 
-Tensors run(Communicator& c, const RankLayout& l) {
+Tensors run(Communicator& c, StrategyMath& math, const RankLayout& l) {
   const int ep = l.group_size(GroupKind::kExpert), me = c.group_rank(GroupKind::kExpert);
   const int el = kExperts / ep, block = el * kCapacity * kHidden;
   const auto wr = router();
@@ -140,8 +141,8 @@ Tensors run(Communicator& c, const RankLayout& l) {
     c.all_to_all(GroupKind::kExpert, disp.data(), in.data(), block, DType::kFp32);  // [src][el][C][H]
     for (int src = 0; src < ep; ++src)
       for (int e = 0; e < el; ++e)
-        expert_fwd(me * el + e, &in[src * block + e * kCapacity * kHidden], &out[src * block + e * kCapacity * kHidden],
-                   kCapacity);
+        expert_fwd(math, me * el + e, &in[src * block + e * kCapacity * kHidden],
+                   &out[src * block + e * kCapacity * kHidden], kCapacity);
     std::vector<float> comb(kSlotFloats);
     c.all_to_all(GroupKind::kExpert, out.data(), comb.data(), block, DType::kFp32);
     return comb;
@@ -152,12 +153,13 @@ Tensors run(Communicator& c, const RankLayout& l) {
     for (int src = 0; src < ep; ++src)
       for (int e = 0; e < el; ++e) {
         const int off = src * block + e * kCapacity * kHidden;
-        expert_bwd(me * el + e, &in[off], &out[off], &dout[off], &din[off], &dwe[e * kHidden * kHidden], kCapacity);
+        expert_bwd(math, me * el + e, &in[off], &out[off], &dout[off], &din[off], &dwe[e * kHidden * kHidden],
+                   kCapacity);
       }
     c.all_to_all(GroupKind::kExpert, din.data(), ddisp.data(), block, DType::kFp32);
     return ddisp;
   };
-  Tensors res = source_side(tokens(me, false), tokens(me, true), wr, fwd, bwd, dwr);
+  Tensors res = source_side(math, tokens(me, false), tokens(me, true), wr, fwd, bwd, dwr);
   c.all_reduce(GroupKind::kExpert, dwr.data(), dwr.data(), kHidden * kExperts, DType::kFp32);
   res["dw_experts"] = dwe;
   res["dw_router"] = dwr;
@@ -166,6 +168,7 @@ Tensors run(Communicator& c, const RankLayout& l) {
 
 Tensors reference(const RankLayout& l, int rank) {
   const int ep = l.group_size(GroupKind::kExpert), me = l.group_rank(GroupKind::kExpert, rank), el = kExperts / ep;
+  StrategyMath& host = host_strategy_math();
   const auto wr = router();
   std::vector<float> dwe_all(static_cast<std::size_t>(kExperts) * kHidden * kHidden, 0.f), dwr(kHidden * kExperts, 0.f);
   Tensors mine;
@@ -175,18 +178,19 @@ Tensors reference(const RankLayout& l, int rank) {
     auto fwd = [&](const std::vector<float>& disp) {
       disp_saved = disp;
       for (int e = 0; e < kExperts; ++e)
-        expert_fwd(e, &disp[e * kCapacity * kHidden], &out[e * kCapacity * kHidden], kCapacity);
+        expert_fwd(host, e, &disp[e * kCapacity * kHidden], &out[e * kCapacity * kHidden], kCapacity);
       return out;
     };
     auto bwd = [&](const std::vector<float>& dcomb) {
       std::vector<float> ddisp(kSlotFloats);
       for (int e = 0; e < kExperts; ++e) {
         const int off = e * kCapacity * kHidden;
-        expert_bwd(e, &disp_saved[off], &out[off], &dcomb[off], &ddisp[off], &dwe_all[e * kHidden * kHidden], kCapacity);
+        expert_bwd(host, e, &disp_saved[off], &out[off], &dcomb[off], &ddisp[off], &dwe_all[e * kHidden * kHidden],
+                   kCapacity);
       }
       return ddisp;
     };
-    Tensors t = source_side(tokens(r, false), tokens(r, true), wr, fwd, bwd, dwr);
+    Tensors t = source_side(host, tokens(r, false), tokens(r, true), wr, fwd, bwd, dwr);
     if (r == me) mine = t;
   }
   const int per = kHidden * kHidden;

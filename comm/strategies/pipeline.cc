@@ -44,12 +44,12 @@ std::vector<float> layer_weight(int layer) { return random_vector(kHidden * kHid
 std::vector<float> micro_input(int mb, bool grad) { return random_vector(kBatch * kHidden, kSeed + 500 + 2 * mb + grad); }
 
 // Forward through layers [l0, l1): keeps every layer's output for backward.
-std::vector<std::vector<float>> forward_layers(std::vector<float> x, int l0, int l1) {
+std::vector<std::vector<float>> forward_layers(StrategyMath& math, std::vector<float> x, int l0, int l1) {
   std::vector<std::vector<float>> acts{x};
   for (int l = l0; l < l1; ++l) {
     const auto w = layer_weight(l);
     std::vector<float> y(x.size());
-    matmul(x.data(), w.data(), y.data(), kBatch, kHidden, kHidden);
+    math.matmul(x.data(), w.data(), y.data(), kBatch, kHidden, kHidden);
     for (auto& a : y) a = std::tanh(a);
     acts.push_back(y);
     x = y;
@@ -57,16 +57,17 @@ std::vector<std::vector<float>> forward_layers(std::vector<float> x, int l0, int
   return acts;
 }
 // Backward through layers [l0, l1) given the saved activations; accumulates dW.
-std::vector<float> backward_layers(const std::vector<std::vector<float>>& acts, std::vector<float> dy, int l0,
-                                   int l1, std::vector<float>& dw /* [(l1-l0), H, H] */) {
+std::vector<float> backward_layers(StrategyMath& math, const std::vector<std::vector<float>>& acts,
+                                   std::vector<float> dy, int l0, int l1,
+                                   std::vector<float>& dw /* [(l1-l0), H, H] */) {
   for (int l = l1 - 1; l >= l0; --l) {
     const auto& x = acts[l - l0];
     const auto& y = acts[l - l0 + 1];
     for (std::size_t i = 0; i < dy.size(); ++i) dy[i] *= 1.f - y[i] * y[i];
-    matmul_tn(x.data(), dy.data(), dw.data() + (l - l0) * kHidden * kHidden, kBatch, kHidden, kHidden, true);
+    math.matmul_tn(x.data(), dy.data(), dw.data() + (l - l0) * kHidden * kHidden, kBatch, kHidden, kHidden, true);
     const auto w = layer_weight(l);
     std::vector<float> dx(x.size());
-    matmul_nt(dy.data(), w.data(), dx.data(), kBatch, kHidden, kHidden);
+    math.matmul_nt(dy.data(), w.data(), dx.data(), kBatch, kHidden, kHidden);
     dy = dx;
   }
   return dy;
@@ -87,7 +88,7 @@ void declare(int chunks, const RankLayout& l, int rank, StepProgram& p) {
   }
 }
 
-Tensors run(int chunks, Communicator& c, const RankLayout& l) {
+Tensors run(int chunks, Communicator& c, StrategyMath& math, const RankLayout& l) {
   const int pp = l.group_size(GroupKind::kPipeline), stage = c.group_rank(GroupKind::kPipeline);
   const int vstages = pp * chunks, m = microbatches(pp);
   const int next = (stage + 1) % pp, prev = (stage + pp - 1) % pp;
@@ -102,7 +103,7 @@ Tensors run(int chunks, Communicator& c, const RankLayout& l) {
     if (s.forward) {
       if (k == 0) buf = micro_input(s.microbatch, false);
       else c.recv(GroupKind::kPipeline, buf.data(), kBatch * kHidden, DType::kFp32, prev, tag(true, s.microbatch, k));
-      saved[s.chunk][s.microbatch] = forward_layers(buf, l0, l1);
+      saved[s.chunk][s.microbatch] = forward_layers(math, buf, l0, l1);
       const auto& y = saved[s.chunk][s.microbatch].back();
       if (k == vstages - 1) {
         out["y_mb" + std::to_string(s.microbatch)] = y;
@@ -114,7 +115,7 @@ Tensors run(int chunks, Communicator& c, const RankLayout& l) {
     } else {
       if (k == vstages - 1) buf = micro_input(s.microbatch, true);
       else c.recv(GroupKind::kPipeline, buf.data(), kBatch * kHidden, DType::kFp32, next, tag(false, s.microbatch, k));
-      auto dx = backward_layers(saved[s.chunk][s.microbatch], buf, l0, l1, dw[s.chunk]);
+      auto dx = backward_layers(math, saved[s.chunk][s.microbatch], buf, l0, l1, dw[s.chunk]);
       saved[s.chunk][s.microbatch].clear();  // activations freed after backward
       if (k == 0) {
         out["dx_mb" + std::to_string(s.microbatch)] = dx;
@@ -136,9 +137,9 @@ Tensors reference(int chunks, const RankLayout& l, int rank) {
   std::vector<float> dw_all(static_cast<std::size_t>(layers) * kHidden * kHidden, 0.f);
   Tensors out;
   for (int mb = 0; mb < microbatches(pp); ++mb) {
-    const auto acts = forward_layers(micro_input(mb, false), 0, layers);
+    const auto acts = forward_layers(host_strategy_math(), micro_input(mb, false), 0, layers);
     if (stage == (vstages - 1) % pp) out["y_mb" + std::to_string(mb)] = acts.back();
-    auto dx = backward_layers(acts, micro_input(mb, true), 0, layers, dw_all);
+    auto dx = backward_layers(host_strategy_math(), acts, micro_input(mb, true), 0, layers, dw_all);
     if (stage == 0) out["dx_mb" + std::to_string(mb)] = dx;
   }
   const int per = kLayersPerChunk * kHidden * kHidden;
@@ -152,7 +153,7 @@ Tensors reference(int chunks, const RankLayout& l, int rank) {
 StrategyDef pipeline_def(const char* name, const char* summary, int chunks) {
   return {name, summary, [](int n) { return ParallelDims{.pp = n}; },
           [chunks](const RankLayout& l, int r, StepProgram& p) { declare(chunks, l, r, p); },
-          [chunks](Communicator& c, const RankLayout& l) { return run(chunks, c, l); },
+          [chunks](Communicator& c, StrategyMath& math, const RankLayout& l) { return run(chunks, c, math, l); },
           [chunks](const RankLayout& l, int r) { return reference(chunks, l, r); }, 1e-5};
 }
 

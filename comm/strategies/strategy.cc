@@ -1,4 +1,5 @@
-// Registry, CommOp declaration and the shared host math of comm/strategies.
+// Registry, CommOp declaration and the shared host math of comm/strategies (the free
+// functions, and host_strategy_math() over them).
 #include "comm/strategies/strategy.h"
 
 #include <cmath>
@@ -150,6 +151,39 @@ void adam_step(float* param, const float* grad, float* m, float* v, std::int64_t
     const double mh = m[i] / bc1, vh = v[i] / bc2;
     param[i] -= static_cast<float>(c.lr * mh / (std::sqrt(vh) + c.eps));
   }
+}
+
+namespace {
+// Member names hide the free functions: qualified calls below.
+class HostStrategyMath final : public StrategyMath {
+ public:
+  void matmul(const float* a, const float* b, float* c, int m, int k, int n, bool acc) override {
+    comm::matmul(a, b, c, m, k, n, acc);
+  }
+  void matmul_tn(const float* a, const float* b, float* c, int m, int k, int n, bool acc) override {
+    comm::matmul_tn(a, b, c, m, k, n, acc);
+  }
+  void matmul_nt(const float* a, const float* b, float* c, int m, int n, int k, bool acc) override {
+    comm::matmul_nt(a, b, c, m, n, k, acc);
+  }
+  void attention_fwd(const float* q, const float* k, const float* v, float* o, int lq, int lk, int d,
+                     int ld) override {
+    comm::attention_fwd(q, k, v, o, lq, lk, d, ld);
+  }
+  void attention_bwd(const float* q, const float* k, const float* v, const float* dout, float* dq, float* dk,
+                     float* dv, int lq, int lk, int d, int ld) override {
+    comm::attention_bwd(q, k, v, dout, dq, dk, dv, lq, lk, d, ld);
+  }
+  void adam_step(float* param, const float* grad, float* m, float* v, std::int64_t n, int step,
+                 const AdamConfig& c) override {
+    comm::adam_step(param, grad, m, v, n, step, c);
+  }
+};
+}  // namespace
+
+StrategyMath& host_strategy_math() {
+  static HostStrategyMath math;  // stateless: safe to share between threads
+  return math;
 }
 
 }  // namespace seqscale::comm

@@ -3,12 +3,17 @@
 // those shapes:
 //   declare(layout, rank, program)  the CommOps one training step issues on this rank
 //                                   (what the cost model prices); no communication
-//   run(comm, layout)               the step on the Communicator (host fp32 buffers, so
-//                                   it runs on the MPI backend); returns named tensors
+//   run(comm, math, layout)         the step on the Communicator (host fp32 buffers, so
+//                                   it runs on the MPI backend) with its dense ops on
+//                                   `math`; returns named tensors
 //   reference(layout, rank)         the same tensors from a single-rank computation of
 //                                   the whole model, sliced to what this rank holds
 // tests/comm/strategies_mpi_test.cpp checks run == reference within fp32 tolerance and
 // that the bytes each group sent (the backend's counters) equal the declared bytes.
+// Why `math` is a parameter: over MPI the tests pass host_strategy_math(); over NCCL
+// (tests/comm/nccl_gpu_test.cpp) the CUDA math (cuBLAS + kernels), so the same step is
+// checked on the GPU kernels against the same host double-accumulation reference (that
+// path compiles here but has not run on a GPU yet).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -18,6 +23,7 @@
 
 #include "comm/communicator.h"
 #include "comm/groups.h"
+#include "comm/strategies/strategy_math.h"
 #include "workloads/step_program.h"
 
 namespace seqscale::comm {
@@ -30,7 +36,7 @@ struct StrategyDef {
   // The layout the strategy runs on for a world of n ranks (all of it: tp = n, ...).
   std::function<ParallelDims(int world)> dims;
   std::function<void(const RankLayout&, int rank, StepProgram&)> declare;
-  std::function<Tensors(Communicator&, const RankLayout&)> run;
+  std::function<Tensors(Communicator&, StrategyMath&, const RankLayout&)> run;
   std::function<Tensors(const RankLayout&, int rank)> reference;
   double tolerance = 1e-5;   // max |run - reference| / (1 + |reference|)
 };
@@ -48,6 +54,7 @@ void declare_comm(StepProgram& p, const RankLayout& l, Collective c, GroupKind g
                   bool overlappable = false);
 
 // ---- small dense math on host fp32 (double accumulation) ---------------------------
+// What reference() uses and host_strategy_math() wraps.
 // Deterministic uniform values in [-scale, scale): equal on every rank for equal seeds.
 std::vector<float> random_vector(std::int64_t n, std::uint64_t seed, float scale = 1.f);
 // C[m,n] (+)= A[m,k] B[k,n]
@@ -66,10 +73,7 @@ void attention_fwd(const float* q, const float* k, const float* v, float* o, int
 void attention_bwd(const float* q, const float* k, const float* v, const float* dout, float* dq, float* dk,
                    float* dv, int lq, int lk, int d, int ld);
 
-// Adam on a flat shard (the sharded optimizer of ZeRO and of the host offload).
-struct AdamConfig {
-  float lr = 1e-2f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
-};
+// Adam on a flat shard; AdamConfig is in strategy_math.h.
 void adam_step(float* param, const float* grad, float* m, float* v, std::int64_t n, int step, const AdamConfig& c = {});
 
 }  // namespace seqscale::comm

@@ -17,16 +17,16 @@ void declare(const RankLayout& l, int, StepProgram& p) {
   declare_comm(p, l, Collective::kAllReduce, GroupKind::kTensor, kActBytes, Phase::kBackward);  // f
 }
 
-Tensors run(Communicator& c, const RankLayout& l) {
+Tensors run(Communicator& c, StrategyMath& math, const RankLayout& l) {
   const int tp = l.group_size(GroupKind::kTensor), me = c.group_rank(GroupKind::kTensor);
   auto mlp = make_mlp_shard(kTokens, kHidden, kFfn, tp, me, kSeed);
   const auto x = random_vector(kTokens * kHidden, kSeed + 3);
   const auto dy = random_vector(kTokens * kHidden, kSeed + 4);
   Tensors out;
-  auto y = mlp.forward(x);  // f forward: identity
+  auto y = mlp.forward(math, x);  // f forward: identity
   c.all_reduce(GroupKind::kTensor, y.data(), y.data(), kTokens * kHidden, DType::kFp32);  // g forward
   out["y"] = y;
-  auto dx = mlp.backward(x, dy, out["dw1"], out["dw2"]);  // g backward: identity
+  auto dx = mlp.backward(math, x, dy, out["dw1"], out["dw2"]);  // g backward: identity
   c.all_reduce(GroupKind::kTensor, dx.data(), dx.data(), kTokens * kHidden, DType::kFp32);  // f backward
   out["dx"] = dx;
   return out;
@@ -38,9 +38,9 @@ Tensors reference(const RankLayout& l, int rank) {
   const auto x = random_vector(kTokens * kHidden, kSeed + 3);
   const auto dy = random_vector(kTokens * kHidden, kSeed + 4);
   Tensors out;
-  out["y"] = full.forward(x);
+  out["y"] = full.forward(host_strategy_math(), x);
   std::vector<float> dw1, dw2;
-  out["dx"] = full.backward(x, dy, dw1, dw2);
+  out["dx"] = full.backward(host_strategy_math(), x, dy, dw1, dw2);
   const int fs = kFfn / tp;
   out["dw1"] = slice_cols(dw1, kHidden, kFfn, me * fs, (me + 1) * fs);
   out["dw2"] = slice_rows(dw2, kHidden, me * fs, (me + 1) * fs);

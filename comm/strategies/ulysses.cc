@@ -58,31 +58,31 @@ Inputs inputs() {
           random_vector(n, kSeed + 4)};
 }
 
-// Attention for `heads` heads laid out [seq, heads, D]; backward when dout is given.
-void attend(const float* q, const float* k, const float* v, float* o, int heads) {
+// Attention for `heads` heads laid out [seq, heads, D] (row stride heads * D).
+void attend(StrategyMath& math, const float* q, const float* k, const float* v, float* o, int heads) {
   for (int h = 0; h < heads; ++h)
-    attention_fwd(q + h * kDim, k + h * kDim, v + h * kDim, o + h * kDim, kSeq, kSeq, kDim, heads * kDim);
+    math.attention_fwd(q + h * kDim, k + h * kDim, v + h * kDim, o + h * kDim, kSeq, kSeq, kDim, heads * kDim);
 }
-void attend_bwd(const float* q, const float* k, const float* v, const float* dout, float* dq, float* dk, float* dv,
-                int heads) {
+void attend_bwd(StrategyMath& math, const float* q, const float* k, const float* v, const float* dout, float* dq,
+                float* dk, float* dv, int heads) {
   for (int h = 0; h < heads; ++h)
-    attention_bwd(q + h * kDim, k + h * kDim, v + h * kDim, dout + h * kDim, dq + h * kDim, dk + h * kDim,
+    math.attention_bwd(q + h * kDim, k + h * kDim, v + h * kDim, dout + h * kDim, dq + h * kDim, dk + h * kDim,
                   dv + h * kDim, kSeq, kSeq, kDim, heads * kDim);
 }
 
-Tensors run(Communicator& c, const RankLayout& l) {
+Tensors run(Communicator& c, StrategyMath& math, const RankLayout& l) {
   const int p = l.group_size(GroupKind::kSequence), me = c.group_rank(GroupKind::kSequence), sl = kSeq / p;
   const int hl = kHeads / p;
   const Inputs in = inputs();
   auto mine = [&](const std::vector<float>& t) { return slice_rows(t, kRow, me * sl, (me + 1) * sl); };
   const auto q = seq_to_heads(c, mine(in.q), p), k = seq_to_heads(c, mine(in.k), p), v = seq_to_heads(c, mine(in.v), p);
   std::vector<float> o(q.size());
-  attend(q.data(), k.data(), v.data(), o.data(), hl);
+  attend(math, q.data(), k.data(), v.data(), o.data(), hl);
   Tensors out;
   out["o"] = heads_to_seq(c, o, p);
   const auto dout = seq_to_heads(c, mine(in.dout), p);
   std::vector<float> dq(q.size(), 0.f), dk(q.size(), 0.f), dv(q.size(), 0.f);
-  attend_bwd(q.data(), k.data(), v.data(), dout.data(), dq.data(), dk.data(), dv.data(), hl);
+  attend_bwd(math, q.data(), k.data(), v.data(), dout.data(), dq.data(), dk.data(), dv.data(), hl);
   out["dq"] = heads_to_seq(c, dq, p);
   out["dk"] = heads_to_seq(c, dk, p);
   out["dv"] = heads_to_seq(c, dv, p);
@@ -93,8 +93,9 @@ Tensors reference(const RankLayout& l, int rank) {
   const int p = l.group_size(GroupKind::kSequence), me = l.group_rank(GroupKind::kSequence, rank), sl = kSeq / p;
   const Inputs in = inputs();
   std::vector<float> o(in.q.size()), dq(in.q.size(), 0.f), dk(in.q.size(), 0.f), dv(in.q.size(), 0.f);
-  attend(in.q.data(), in.k.data(), in.v.data(), o.data(), kHeads);
-  attend_bwd(in.q.data(), in.k.data(), in.v.data(), in.dout.data(), dq.data(), dk.data(), dv.data(), kHeads);
+  attend(host_strategy_math(), in.q.data(), in.k.data(), in.v.data(), o.data(), kHeads);
+  attend_bwd(host_strategy_math(), in.q.data(), in.k.data(), in.v.data(), in.dout.data(), dq.data(), dk.data(),
+             dv.data(), kHeads);
   auto mine = [&](const std::vector<float>& t) { return slice_rows(t, kRow, me * sl, (me + 1) * sl); };
   return {{"o", mine(o)}, {"dq", mine(dq)}, {"dk", mine(dk)}, {"dv", mine(dv)}};
 }

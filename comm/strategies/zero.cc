@@ -47,7 +47,7 @@ void declare(int stage, const RankLayout& l, StepProgram& p) {
   }
 }
 
-Tensors run(int stage, Communicator& c, const RankLayout& l) {
+Tensors run(int stage, Communicator& c, StrategyMath& math, const RankLayout& l) {
   const int n = l.group_size(GroupKind::kData), me = c.group_rank(GroupKind::kData);
   const std::int64_t shard = ZeroModel::kParams / n;
   const auto init = zero_initial_params();
@@ -60,22 +60,22 @@ Tensors run(int stage, Communicator& c, const RankLayout& l) {
     const auto dy = zero_batch(step, c.group_rank(GroupKind::kData), true);
     if (stage == 3) c.all_gather(GroupKind::kData, w_shard.data(), w.data(), shard, DType::kFp32);
     std::vector<float> y(static_cast<std::size_t>(t) * h);
-    matmul(x.data(), w.data(), y.data(), t, h, h);
+    math.matmul(x.data(), w.data(), y.data(), t, h, h);
     if (stage == 3) {  // parameters freed after forward, gathered again for backward
       std::fill(w.begin(), w.end(), 0.f);
       c.all_gather(GroupKind::kData, w_shard.data(), w.data(), shard, DType::kFp32);
     }
     dx.assign(static_cast<std::size_t>(t) * h, 0.f);
-    matmul_nt(dy.data(), w.data(), dx.data(), t, h, h);
+    math.matmul_nt(dy.data(), w.data(), dx.data(), t, h, h);
     std::vector<float> g(ZeroModel::kParams);
-    matmul_tn(x.data(), dy.data(), g.data(), t, h, h);
+    math.matmul_tn(x.data(), dy.data(), g.data(), t, h, h);
     if (stage == 1) {
       c.all_reduce(GroupKind::kData, g.data(), g.data(), ZeroModel::kParams, DType::kFp32, ReduceOp::kAvg);
       std::copy(g.begin() + me * shard, g.begin() + (me + 1) * shard, g_shard.begin());
     } else {
       c.reduce_scatter(GroupKind::kData, g.data(), g_shard.data(), shard, DType::kFp32, ReduceOp::kAvg);
     }
-    adam_step(w_shard.data(), g_shard.data(), m.data(), v.data(), shard, step + 1);
+    math.adam_step(w_shard.data(), g_shard.data(), m.data(), v.data(), shard, step + 1);
     if (stage != 3) c.all_gather(GroupKind::kData, w_shard.data(), w.data(), shard, DType::kFp32);
   }
   Tensors out{{"w_shard", w_shard}, {"grad_shard", g_shard}, {"dx_last", dx}};
@@ -112,7 +112,7 @@ StrategyDef zero_def(int stage) {
   return {"zero" + std::to_string(stage), "ZeRO stage " + std::to_string(stage) + " with sharded Adam",
           [](int n) { return ParallelDims{.dp = n}; },
           [stage](const RankLayout& l, int, StepProgram& p) { declare(stage, l, p); },
-          [stage](Communicator& c, const RankLayout& l) { return run(stage, c, l); },
+          [stage](Communicator& c, StrategyMath& math, const RankLayout& l) { return run(stage, c, math, l); },
           [stage](const RankLayout& l, int r) { return reference(stage, l, r); }, 1e-5};
 }
 

@@ -38,13 +38,17 @@ TEST(Groups, Worked16RankExample) {
 }
 
 TEST(Groups, LayoutFromPlan) {
-  Plan plan = parse_plan("tp=2,pp=2,dp=2,sp=ulysses,sp_degree=2");
-  const RankLayout l = layout_from_plan(plan, 8, 2);
+  Plan plan = parse_plan("tp=2,pp=2,dp=2,sp=ulysses,sp_degree=2,ep=2");
+  const RankLayout l = layout_from_plan(plan, 8);
+  EXPECT_EQ(l.group_size(GroupKind::kExpert), 2);
   EXPECT_EQ(l.world_size(), 16);
   EXPECT_EQ(l.all_groups(GroupKind::kSequence),
             (Groups{{0, 2}, {1, 3}, {4, 6}, {5, 7}, {8, 10}, {9, 11}, {12, 14}, {13, 15}}));
   Plan dap = parse_plan("dap=4,dp=2");
   EXPECT_EQ(layout_from_plan(dap).group_size(GroupKind::kDap), 4);
+  Plan lss = parse_plan("sp=lss,sp_degree=4,dp=2");
+  EXPECT_EQ(layout_from_plan(lss).group_size(GroupKind::kSequence), 4);
+  EXPECT_EQ(layout_from_plan(lss).group_size(GroupKind::kData), 2);
   Plan underived = parse_plan("tp=2");
   EXPECT_THROW(layout_from_plan(underived), std::invalid_argument);  // dp not derived yet
 }

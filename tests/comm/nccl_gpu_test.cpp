@@ -16,6 +16,7 @@
 #include "comm/collectives/collective_bench.h"
 #include "comm/nccl/nccl_communicator.h"
 #include "comm/staging_communicator.h"
+#include "comm/strategies/cuda/strategy_math_cuda.h"
 #include "comm/strategies/strategy.h"
 
 namespace seqscale::comm {
@@ -41,21 +42,24 @@ TEST(NcclGpu, EveryCollectiveChecksOut) {
   EXPECT_GT(c->stats(GroupKind::kWorld).bytes, 0);
 }
 
-// Every strategy over NCCL on device buffers (staged from the host math) against its
-// single-rank reference, declared bytes == counted bytes. One GPU: world size 1, so this
-// checks the NCCL path and the counters, not the sharding (the MPI tests do that). The
-// pipelines are left out: with one stage their sends go to self, which NCCL only matches
-// inside one group.
+// Every strategy over NCCL on device buffers (staged from host buffers) with its dense
+// math on the GPU kernels (cuBLAS fp32, softmax and Adam kernels; cpu_offload's Adam stays
+// on the host by design) against its single-rank host double-accumulation reference within
+// the strategy's tolerance, declared bytes == counted bytes. One GPU: world size 1, so this
+// checks the NCCL path, the kernels and the counters, not the sharding (the MPI tests do
+// that). The pipelines are left out: with one stage their sends go to self, which NCCL
+// only matches inside one group.
 TEST(NcclGpu, StrategiesRunOverNccl) {
   SEQSCALE_REQUIRE_GPU();
   auto c = one_gpu();
   auto mem = make_device_memory(*c);
   StagingCommunicator staged(*c, *mem);
+  auto math = make_cuda_strategy_math(nccl_stream(*c));  // one stream for collectives and math
   for (const auto& def : registered_strategies()) {
     if (def.name.starts_with("pipeline")) continue;
     const RankLayout layout(def.dims(1));
     const auto before = staged.snapshot();
-    const Tensors got = def.run(staged, layout), want = def.reference(layout, 0);
+    const Tensors got = def.run(staged, *math, layout), want = def.reference(layout, 0);
     for (const auto& [name, ref] : want) {
       ASSERT_EQ(got.at(name).size(), ref.size()) << def.name << " " << name;
       for (std::size_t i = 0; i < ref.size(); ++i)

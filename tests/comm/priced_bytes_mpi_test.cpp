@@ -73,7 +73,7 @@ std::map<GroupKind, double> measured_groups(const std::string& name, const RankL
   if (!def) return {};
   auto mpi = make_mpi_communicator(layout);
   const auto before = mpi->snapshot();
-  def->run(*mpi, layout);
+  def->run(*mpi, host_strategy_math(), layout);
   std::map<GroupKind, double> out;
   for (int k = 0; k < kNumGroupKinds; ++k) {
     const auto g = static_cast<GroupKind>(k);

@@ -1,7 +1,8 @@
 // Every registered strategy at the world size mpirun gives (CI: 2, 4, 8 ranks): the
 // sharded outputs and gradients equal the single-rank reference within fp32 tolerance,
 // and the bytes each group sent (the MPI backend's counters) equal the bytes the
-// strategy's StepProgram declares, which is what the cost model prices.
+// strategy's StepProgram declares, which is what the cost model prices. run() gets the
+// host math (tests/comm/nccl_gpu_test.cpp passes the CUDA math), counted to show it is used.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,6 +10,7 @@
 #include "comm/mpi/mpi_communicator.h"
 #include "comm/staging_communicator.h"
 #include "comm/strategies/strategy.h"
+#include "tests/comm/strategy_math_cases.h"
 
 namespace seqscale::comm {
 namespace {
@@ -24,7 +26,9 @@ void check_strategy(const StrategyDef* def, const RankLayout& layout, bool stage
   if (staged) wrapper = std::make_unique<StagingCommunicator>(*mpi, mem);
   Communicator* comm = staged ? wrapper.get() : mpi.get();
   const auto before = comm->snapshot();
-  const Tensors got = def->run(*comm, layout);
+  testing_cases::CountingMath math(host_strategy_math());
+  const Tensors got = def->run(*comm, math, layout);
+  EXPECT_GT(math.calls, 0) << def->name << " did its dense math without the StrategyMath it was given";
   const Tensors want = def->reference(layout, comm->rank());
 
   ASSERT_EQ(got.size(), want.size());
