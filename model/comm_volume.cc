@@ -36,7 +36,36 @@ void data_parallel_step(std::vector<CommOp>& ops, const Plan& p, double params, 
     ops.push_back(op(Collective::kAllGather, GroupKind::kData, nd, kParamBytes * params, Phase::kOptimizer));
 }
 
+// Megatron's vocab-parallel embedding (first stage) and output layer + cross entropy
+// (last stage) of one micro-batch's pass (see the header): `start` the ops that open the
+// pass, else those that close it.
+void vocab_ops(std::vector<CommOp>& ops, const TransformerSpec& t, const Plan& p, const RunShape& shape,
+               std::int32_t stage, Phase ph, bool start) {
+  if (p.tp <= 1) return;
+  const double tokens = static_cast<double>(shape.seq * shape.micro_batch) / p.seq_degree();
+  const double act = static_cast<double>(dtype_bytes(t.dtype)) * tokens * static_cast<double>(t.hidden);
+  const bool sp = p.sp == SeqParallel::kMegatron, first = stage == 0, last = stage == p.pp - 1;
+  const Collective to_shard = sp ? Collective::kReduceScatter : Collective::kAllReduce;
+  auto add = [&](Collective c, double bytes) { ops.push_back(op(c, GroupKind::kTensor, p.tp, bytes, ph)); };
+  if (ph == Phase::kForward && start && first) add(to_shard, act);  // sum of the vocab slices' rows
+  if (ph == Phase::kForward && !start && last) {
+    if (sp) add(Collective::kAllGather, act);                        // the final norm's output
+    for (int i = 0; i < 3; ++i) add(Collective::kAllReduce, 4.0 * tokens);  // fp32 max, sum exp, target
+  }
+  if (ph == Phase::kBackward && start && last) add(to_shard, act);   // d(final norm output)
+  if (ph == Phase::kBackward && !start && first && sp) add(Collective::kAllGather, act);  // dX of the embedding
+}
+
 }  // namespace
+
+std::vector<CommOp> vocab_parallel_comm(const TransformerSpec& t, const Plan& p, const RunShape& shape,
+                                        std::int32_t stage) {
+  std::vector<CommOp> ops;
+  for (std::int64_t mb = 0; mb < micro_batches(p, shape); ++mb)
+    for (Phase ph : {Phase::kForward, Phase::kBackward})
+      for (bool start : {true, false}) vocab_ops(ops, t, p, shape, stage, ph, start);
+  return ops;
+}
 
 std::vector<CommOp> transformer_step_comm(const TransformerSpec& t, const Plan& p, const RunShape& shape,
                                           std::int32_t stage) {
@@ -97,14 +126,17 @@ std::vector<CommOp> transformer_step_comm(const TransformerSpec& t, const Plan& 
   };
   for (std::int64_t mb = 0; mb < m; ++mb) {
     stage_gather(Phase::kForward);
+    vocab_ops(ops, t, p, shape, stage, Phase::kForward, true);
     for (std::int64_t c = 0; c < chunks; ++c) {
       const std::int64_t k = c * p.pp + stage;  // this chunk's virtual stage
       if (p.pp > 1 && k > 0) p2p(Phase::kForward, false);
       for (std::int64_t l = 0; l < layers_chunk; ++l) layer_pass(Phase::kForward, c * layers_chunk + l);
       if (p.pp > 1 && k < virtual_stages - 1) p2p(Phase::kForward, true);
     }
+    vocab_ops(ops, t, p, shape, stage, Phase::kForward, false);
     stage_gather(Phase::kBackward);
     if (p.recompute == Recompute::kFull) stage_gather(Phase::kRecompute);
+    vocab_ops(ops, t, p, shape, stage, Phase::kBackward, true);
     for (std::int64_t c = chunks - 1; c >= 0; --c) {
       const std::int64_t k = c * p.pp + stage;
       if (p.pp > 1 && k < virtual_stages - 1) p2p(Phase::kBackward, false);
@@ -116,6 +148,7 @@ std::vector<CommOp> transformer_step_comm(const TransformerSpec& t, const Plan& 
       }
       if (p.pp > 1 && k > 0) p2p(Phase::kBackward, true);
     }
+    vocab_ops(ops, t, p, shape, stage, Phase::kBackward, false);
   }
   // Megatron-SP: each TP rank runs the LayerNorms and adds the row-parallel output biases
   // on its own sequence shard only, so those replicated parameters' gradients are partial

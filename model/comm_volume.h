@@ -38,6 +38,17 @@
 //     an all-gather of the stage's parameters before each forward, backward and recompute
 //     forward pass of each micro-batch (Rajbhandari et al. 2020 s7.2.2: 2 Psi gathers +
 //     1 Psi reduce-scatter = 1.5x data parallelism; comm/strategies/zero.cc)
+//   Vocab-parallel embedding and loss (tp > 1, group kTensor; Shoeybi et al. 2019 s3,
+//     Megatron's VocabParallelEmbedding and vocab_parallel_cross_entropy; the output
+//     projection untied, as GPT-NeoX; comm/strategies/vocab_parallel.cc), per micro-batch
+//     with T = s*b/u' tokens (u' the Ulysses or LSS degree):
+//     first stage  forward: the looked-up rows summed over the vocab slices, an
+//                  all-reduce of T*h*es (Megatron-SP: a reduce-scatter; its backward an
+//                  all-gather of dX)
+//     last stage   forward: Megatron-SP all-gathers the final norm output (T*h*es); the
+//                  loss all-reduces 3 fp32 floats a token (max logit, sum of exp, target
+//                  logit: 4T bytes each); backward: d(norm output) all-reduced
+//                  (Megatron-SP: reduce-scattered), T*h*es
 // Per step, after the last backward, group kData of dp*u ranks:
 //   zero 0 all-reduce of the gradients; 1 all-reduce + all-gather of the updated
 //   parameters (optimizer phase); 2 reduce-scatter + all-gather; 3 reduce-scatter.
@@ -93,9 +104,8 @@
 // k and v of this TP rank's kv heads; then the per-step kSequence all-reduce of the
 // stage's gradients before the data-parallel ops over the dp ranks.
 //
-// Not modelled (known gaps): the embedding and loss (vocab-parallel) collectives, the
-// Evoformer stack's entry scatter (local) and exit all-gather of m and z (once per
-// forward). estimate() prices every op of transformer_step_comm and evoformer_step_comm
+// Not modelled (a known gap): the Evoformer stack's exit all-gather of m and z (once per
+// forward; its entry scatter is local). estimate() prices every op of transformer_step_comm and evoformer_step_comm
 // (LSS and MoE included, through the plan keys sp=lss and ep).
 #pragma once
 #include <cstdint>
@@ -113,6 +123,9 @@ namespace seqscale {
 // left false (the plan-level placement is the estimate's, model/estimate.cc place()).
 std::vector<CommOp> transformer_step_comm(const TransformerSpec& t, const Plan& p, const RunShape& shape,
                                           std::int32_t stage);
+// Of which the vocab-parallel embedding and loss ops (empty unless tp > 1).
+std::vector<CommOp> vocab_parallel_comm(const TransformerSpec& t, const Plan& p, const RunShape& shape,
+                                        std::int32_t stage);
 
 // The CommOps of one Evoformer training step (main and extra-MSA blocks) on one rank of a
 // checked plan with dap ranks; shape.seq is N_res (0: the spec's). Collectives whose

@@ -133,8 +133,7 @@ template <typename T, int D>
 void launch(const EvoformerAttnFusedParams& p, cudaStream_t st) {
   const auto& a = p.a;
   using L = Layout<T, D>;
-  static bool configured = false;  // one attribute call per instantiation
-  allow_smem(fused_fwd_tc<T, D>, L::kBytes, configured);
+  allow_smem(reinterpret_cast<const void*>(fused_fwd_tc<T, D>), L::kBytes);
   if (a.shape.rows() > 65535 || a.shape.heads > 65535) {
     throw std::invalid_argument("evoformer_attn_fused: B*N and H must be < 65536");
   }

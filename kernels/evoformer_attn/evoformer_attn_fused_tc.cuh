@@ -7,6 +7,9 @@
 #include <mma.h>
 
 #include <cstdint>
+#include <mutex>
+#include <set>
+#include <utility>
 
 #include "kernels/common/check.h"
 
@@ -88,12 +91,16 @@ __device__ __forceinline__ void load_rows(T* dst, int ld, const T* src, const Tc
   }
 }
 
-// Large tiles need more than 48 KB of shared memory: opt in once per kernel.
-template <typename Kernel>
-void allow_smem(Kernel kernel, std::size_t bytes, bool& configured) {
-  if (!configured) {
+// Large tiles need more than 48 KB of shared memory: opt in once per kernel and device
+// (the attribute is per device; launches may come from several host threads).
+inline void allow_smem(const void* kernel, std::size_t bytes) {
+  static std::mutex mu;
+  static std::set<std::pair<const void*, int>> done;
+  int device = 0;
+  CUDA_CHECK(cudaGetDevice(&device));
+  const std::lock_guard<std::mutex> lock(mu);
+  if (done.emplace(kernel, device).second) {
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
-    configured = true;
   }
 }
 

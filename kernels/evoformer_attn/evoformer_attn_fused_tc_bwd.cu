@@ -231,9 +231,8 @@ void launch_bwd(const EvoformerAttnFusedParams& p, const EvoformerAttnFusedGrads
   constexpr int KW = D >= 128 ? 2 : 4;
   using LK = KvLayout<T, D, KW>;
   using LQ = QLayout<T, D>;
-  static bool kv_configured = false, q_configured = false;
-  allow_smem(fused_bwd_kv_tc<T, D, KW>, LK::kBytes, kv_configured);
-  allow_smem(fused_bwd_q_tc<T, D>, LQ::kBytes, q_configured);
+  allow_smem(reinterpret_cast<const void*>(fused_bwd_kv_tc<T, D, KW>), LK::kBytes);
+  allow_smem(reinterpret_cast<const void*>(fused_bwd_q_tc<T, D>), LQ::kBytes);
   const TcGeo g{a.shape.n, a.shape.len, a.shape.heads};
   const float scale = 1.f / std::sqrt(static_cast<float>(D));
   const auto* q = static_cast<const T*>(a.q);

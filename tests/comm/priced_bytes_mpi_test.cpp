@@ -20,6 +20,8 @@
 //                    model prices as the whole parameter set's gradient
 //   lss              seq 16, k and v 8 wide, one layer; gradients of 3 8x8 fp32 weights
 //   moe_expert_parallel  8 experts, top-2, hidden 4, 6 tokens a rank, fp32 router grads
+//   vocab_parallel(_sp)  tokens 16, hidden 8, vocab 64: the embedding and loss ops of a
+//                    TP (Megatron-SP) step, which the first two compare without
 #include <gtest/gtest.h>
 
 #include <map>
@@ -93,14 +95,30 @@ class PricedBytes : public ::testing::Test {
 TEST_F(PricedBytes, TensorParallel) {
   Plan p;
   p.tp = n, p.dp = 1;
-  const double model = priced(transformer_step_comm(tiny(8, 8), p, RunShape{6, 1, 1}, 0), GroupKind::kTensor);
+  const RunShape shape{6, 1, 1};
+  const auto ops = transformer_step_comm(tiny(8, 8), p, shape, 0);
+  const double model = priced(testing_support::without(ops, vocab_parallel_comm(tiny(8, 8), p, shape, 0)), GroupKind::kTensor);
   EXPECT_EQ(measured("tensor_parallel", RankLayout(ParallelDims{.tp = n}), GroupKind::kTensor), model / 2);
+}
+
+// The embedding and loss of a TP step: plain and with Megatron-SP (16 tokens, hidden 8).
+TEST_F(PricedBytes, VocabParallelEmbeddingAndLoss) {
+  for (bool sp : {false, true}) {
+    Plan p;
+    p.tp = n, p.dp = 1, p.sp = sp ? SeqParallel::kMegatron : SeqParallel::kNone;
+    const auto ops = vocab_parallel_comm(tiny(8, 8), p, RunShape{16, 1, 1}, 0);
+    const std::string name = sp ? "vocab_parallel_sp" : "vocab_parallel";
+    const RankLayout layout(ParallelDims{.tp = n});
+    EXPECT_EQ(measured(name, layout, GroupKind::kTensor), priced(ops, GroupKind::kTensor)) << name;
+    EXPECT_EQ(by_key(ops), by_key(declared(name, layout))) << name;
+  }
 }
 
 TEST_F(PricedBytes, MegatronSp) {
   Plan p;
   p.tp = n, p.dp = 1, p.sp = SeqParallel::kMegatron;
-  const auto ops = transformer_step_comm(tiny(8, 8), p, RunShape{16, 1, 1}, 0);
+  const auto ops = testing_support::without(transformer_step_comm(tiny(8, 8), p, RunShape{16, 1, 1}, 0),
+                                            vocab_parallel_comm(tiny(8, 8), p, RunShape{16, 1, 1}, 0));
   // The activations' all-gathers and reduce-scatters, and the one norm-gradient
   // all-reduce: 2 LayerNorms + 2 row-parallel biases (6h) + the final LayerNorm (2h).
   std::vector<CommOp> acts, norms;

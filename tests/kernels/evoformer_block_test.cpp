@@ -33,14 +33,20 @@ void expect_gradient(const EvoformerBlockDims& d, EvoformerBlockInputs& in, std:
                      const std::vector<double>& analytic, std::size_t i, const std::string& what) {
   // `slot` lives in `in`: perturb it in place and restore it.
   const double keep = slot[i];
-  constexpr double h = 1e-5;
-  slot[i] = keep + h;
-  const double up = evoformer_block_ref_loss(d, in);
-  slot[i] = keep - h;
-  const double down = evoformer_block_ref_loss(d, in);
-  slot[i] = keep;
-  const double numeric = (up - down) / (2 * h);
-  EXPECT_NEAR(analytic[i], numeric, 1e-6 * std::max(1.0, std::fabs(numeric))) << what << "[" << i << "]";
+  auto central = [&](double h) {
+    slot[i] = keep + h;
+    const double up = evoformer_block_ref_loss(d, in);
+    slot[i] = keep - h;
+    const double down = evoformer_block_ref_loss(d, in);
+    slot[i] = keep;
+    return (up - down) / (2 * h);
+  };
+  auto close = [&](double numeric) { return std::fabs(analytic[i] - numeric) <= 1e-6 * std::max(1.0, std::fabs(numeric)); };
+  double numeric = central(1e-5);
+  // The transitions' ReLU has a kink: a pre-activation within 1e-5 of zero bends the
+  // difference (random inputs hit one now and then). A 100x smaller step does not.
+  if (!close(numeric)) numeric = central(1e-7);
+  EXPECT_TRUE(close(numeric)) << what << "[" << i << "]: analytic " << analytic[i] << ", numeric " << numeric;
 }
 
 TEST(EvoformerBlockRef, GradientsMatchCentralDifferences) {

@@ -43,6 +43,11 @@ std::vector<CommOp> comm_ops(const StepProgram& p) {
     if (const auto* c = std::get_if<CommOp>(&op)) out.push_back(*c);
   return out;
 }
+// A TP step's layer ops: without the vocab-parallel embedding and loss (compared apart).
+std::vector<CommOp> layer_ops(const std::vector<CommOp>& ops, const TransformerSpec& t, const Plan& p,
+                              const RunShape& shape, int stage = 0) {
+  return testing_support::without(ops, vocab_parallel_comm(t, p, shape, stage));
+}
 
 // Bytes per (group, phase, collective).
 using Key = std::tuple<GroupKind, Phase, Collective>;
@@ -87,7 +92,8 @@ double bus(const CommOp& o) {
 TEST(CommVolume, TensorParallelMatchesStrategyPerBlock) {
   for (int tp : {2, 4, 8}) {
     const Plan plan = plan_of(tp, 1, 1);
-    const auto model = by_key(comm_ops(build_transformer_program(tiny(8, 8), plan, shape_of(6))));
+    const auto model = by_key(layer_ops(comm_ops(build_transformer_program(tiny(8, 8), plan, shape_of(6))), tiny(8, 8),
+                                        plan, shape_of(6)));
     const auto strat = by_key(declared("tensor_parallel", plan));
     ASSERT_EQ(model.size(), strat.size()) << "tp=" << tp;
     for (const auto& [k, bytes] : strat) EXPECT_EQ(model.at(k), 2 * bytes) << "tp=" << tp;  // two blocks a layer
@@ -99,7 +105,8 @@ TEST(CommVolume, MegatronSpMatchesStrategyAndPlainTpVolume) {
     const Plan plan = plan_of(tp, 1, 1, SeqParallel::kMegatron);
     // The activations' collectives, and apart the norm gradients' one all-reduce per step.
     std::vector<CommOp> ops, norms;
-    for (const auto& o : comm_ops(build_transformer_program(tiny(8, 8), plan, shape_of(16))))
+    for (const auto& o :
+         layer_ops(comm_ops(build_transformer_program(tiny(8, 8), plan, shape_of(16))), tiny(8, 8), plan, shape_of(16)))
       (o.collective == Collective::kAllReduce ? norms : ops).push_back(o);
     ASSERT_EQ(norms.size(), 1u) << "tp=" << tp;
     EXPECT_EQ(norms[0].bytes, static_cast<std::int64_t>(kGradBytes * 8 * 8)) << "tp=" << tp;  // (6h + 2h) grads
@@ -109,7 +116,8 @@ TEST(CommVolume, MegatronSpMatchesStrategyAndPlainTpVolume) {
     for (const auto& [k, bytes] : strat) EXPECT_EQ(model.at(k), 2 * bytes) << "tp=" << tp;
     // ANCHORS s3: an all-reduce is a reduce-scatter plus an all-gather, so Megatron-SP's
     // per-link volume equals plain TP's: 4 x (t-1)/t x sbh per layer per pass.
-    const auto plain = comm_ops(build_transformer_program(tiny(8, 8), plan_of(tp, 1, 1), shape_of(16)));
+    const auto plain = layer_ops(comm_ops(build_transformer_program(tiny(8, 8), plan_of(tp, 1, 1), shape_of(16))),
+                                 tiny(8, 8), plan_of(tp, 1, 1), shape_of(16));
     double sp_link = 0, tp_link = 0;
     for (const auto& o : ops) sp_link += bus(o) * static_cast<double>(o.bytes);
     for (const auto& o : plain) tp_link += bus(o) * static_cast<double>(o.bytes);
@@ -178,10 +186,35 @@ TEST(CommVolume, PipelineMatchesStrategyOnEveryStage) {
   }
 }
 
+// Megatron's vocab-parallel embedding and loss: the strategy's ops for the same tiny model
+// (tokens 16, hidden 8, vocab 64), plain TP and Megatron-SP, on a one-stage step; with
+// pp > 1 the embedding's ops sit on the first stage and the loss's on the last.
+TEST(CommVolume, VocabParallelMatchesStrategy) {
+  for (int tp : {2, 4, 8}) {
+    for (bool sp : {false, true}) {
+      const Plan plan = plan_of(tp, 1, 1, sp ? SeqParallel::kMegatron : SeqParallel::kNone);
+      const auto model = vocab_parallel_comm(tiny(8, 8), plan, shape_of(16), 0);
+      EXPECT_EQ(by_key(model), by_key(declared(sp ? "vocab_parallel_sp" : "vocab_parallel", plan))) << tp << sp;
+      // They are part of the step the estimate prices.
+      const auto step = transformer_step_comm(tiny(8, 8), plan, shape_of(16), 0);
+      EXPECT_EQ(step.size(), layer_ops(step, tiny(8, 8), plan, shape_of(16)).size() + model.size());
+    }
+  }
+  const Plan piped = plan_of(2, 1, 2);
+  const auto t = tiny(8, 8, 2);
+  const auto first = by_key(vocab_parallel_comm(t, piped, shape_of(16, 2), 0));
+  const auto last = by_key(vocab_parallel_comm(t, piped, shape_of(16, 2), 1));
+  EXPECT_EQ((first.at({GroupKind::kTensor, Phase::kForward, Collective::kAllReduce})), 2 * 16 * 8 * 4);  // 2 micro-batches
+  EXPECT_EQ(first.count({GroupKind::kTensor, Phase::kBackward, Collective::kAllReduce}), 0u);
+  EXPECT_EQ((last.at({GroupKind::kTensor, Phase::kForward, Collective::kAllReduce})), 2 * 3 * 16 * 4);
+  EXPECT_EQ((last.at({GroupKind::kTensor, Phase::kBackward, Collective::kAllReduce})), 2 * 16 * 8 * 4);
+  EXPECT_TRUE(vocab_parallel_comm(t, plan_of(1, 1, 1), shape_of(16), 0).empty());
+}
+
 TEST(CommVolume, RecomputeAndCheckpointsReCommunicate) {
   const auto t = tiny(8, 8, 2);
   Plan plan = plan_of(2, 1, 1);
-  const auto base = by_key(transformer_step_comm(t, plan, shape_of(16), 0));
+  const auto base = by_key(layer_ops(transformer_step_comm(t, plan, shape_of(16), 0), t, plan, shape_of(16)));
   plan.recompute = Recompute::kFull;
   auto full = by_key(transformer_step_comm(t, plan, shape_of(16), 0));
   EXPECT_EQ((full[{GroupKind::kTensor, Phase::kRecompute, Collective::kAllReduce}]),
