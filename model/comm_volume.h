@@ -68,7 +68,9 @@
 //     all-to-all rows -> columns N_res^2 * c_z * es / dap, all-gather incoming projection,
 //     all-to-all back; all-gather triangle-attention start bias N_res^2 * H_tri * es,
 //     all-to-all, all-gather end bias, all-to-all back
-// i.e. 6 all-to-alls and 6 all-gathers a block. Backward mirrors them in reverse: each
+// i.e. 6 all-to-alls and 6 all-gathers a block; after each stack's last block its outputs
+// are all-gathered whole (extra-MSA stack: z; main stack: m, N_seq*N_res*c_m*es, and z,
+// N_res^2*c_z*es), whose backward is a local split. Backward mirrors them in reverse: each
 // all-to-all by one of the same size, each all-gather by a reduce-scatter of the gathered
 // gradient (every rank holds a partial sum of it: the strategy's, and the correct one;
 // FastFold's Gather.backward only splits). recompute != none re-runs each block's
@@ -104,8 +106,7 @@
 // k and v of this TP rank's kv heads; then the per-step kSequence all-reduce of the
 // stage's gradients before the data-parallel ops over the dp ranks.
 //
-// Not modelled (a known gap): the Evoformer stack's exit all-gather of m and z (once per
-// forward; its entry scatter is local). estimate() prices every op of transformer_step_comm and evoformer_step_comm
+// estimate() prices every op of transformer_step_comm and evoformer_step_comm
 // (LSS and MoE included, through the plan keys sp=lss and ep).
 #pragma once
 #include <cstdint>

@@ -5,6 +5,9 @@
 // by rows; the pair bias b = z . w_b it feeds the MSA row op is all-gathered.
 //   row op     m1[s,i,:] = sum_j softmax_j(b[i,j]) m[s,j,:]   (pair-biased row mixing)
 //   column op  m2[s,r,c] = m1[s,r,c] + w[c] * mean_s' m1[s',r,c]
+// The block is the stack's last: its output m and the pair z are all-gathered whole to
+// every DAP rank, as FastFold gathers both after the last Evoformer block (its backward,
+// a split, is local).
 // Backward: all-to-alls mirrored, the gradient of the all-gathered bias reduce-scattered
 // back to the pair rows, replicated weights' gradients all-reduced. "Duality async":
 // the d(w) all-reduce is launched, the row-op backward runs, then it is waited on.
@@ -26,6 +29,8 @@ void declare(const RankLayout& l, int, StepProgram& p) {
   declare_comm(p, l, Collective::kAllGather, GroupKind::kDap, bias_bytes, Phase::kForward);
   declare_comm(p, l, Collective::kAllToAll, GroupKind::kDap, msa_bytes, Phase::kForward);
   declare_comm(p, l, Collective::kAllToAll, GroupKind::kDap, msa_bytes, Phase::kForward);
+  declare_comm(p, l, Collective::kAllGather, GroupKind::kDap, std::int64_t{kSeq} * kRes * kC * 4, Phase::kForward);
+  declare_comm(p, l, Collective::kAllGather, GroupKind::kDap, std::int64_t{kRes} * kRes * kCz * 4, Phase::kForward);
   declare_comm(p, l, Collective::kAllToAll, GroupKind::kDap, msa_bytes, Phase::kBackward);
   declare_comm(p, l, Collective::kAllReduce, GroupKind::kDap, kC * 4, Phase::kBackward, true);  // d(w), async
   declare_comm(p, l, Collective::kAllToAll, GroupKind::kDap, msa_bytes, Phase::kBackward);
@@ -158,6 +163,11 @@ Tensors run(Communicator& c, StrategyMath& math, const RankLayout& l) {
   res_to_seq_async(c, m2c, tmp, n)->wait();
   Tensors out;
   out["out"] = unpack_res_blocks(tmp, n);
+  // The stack's exit: m and z whole on every rank.
+  out["m_exit"].resize(in.m.size());
+  out["z_exit"].resize(in.z.size());
+  c.all_gather(GroupKind::kDap, out["out"].data(), out["m_exit"].data(), sl * kRes * kC, DType::kFp32);
+  c.all_gather(GroupKind::kDap, z.data(), out["z_exit"].data(), rl * kRes * kCz, DType::kFp32);
 
   const auto g = slice_rows(in.dout, kRes * kC, me * sl, (me + 1) * sl);
   const auto gc = seq_to_res(c, g, n);
@@ -191,6 +201,8 @@ Tensors reference(const RankLayout& l, int rank) {
   const auto dm = row_bwd(host, in.m, a, dm1, kSeq, db);
   pair_bwd(host, in.z.data(), db.data(), kRes, in.wb, dz, dwb);
   return {{"out", slice_rows(m2, kRes * kC, me * sl, (me + 1) * sl)},
+          {"m_exit", m2},
+          {"z_exit", in.z},
           {"dm", slice_rows(dm, kRes * kC, me * sl, (me + 1) * sl)},
           {"dz", slice_rows(dz, kRes * kCz, me * rl, (me + 1) * rl)},
           {"dw", dw},

@@ -15,7 +15,8 @@
 //   pipeline_1f1b    [2, 8] fp32 messages, 2*pp micro-batches, on this rank's stage
 //   pipeline_interleaved  the same with vpp = 2 model chunks per stage
 //   dap              N_seq 8, N_res 8, c_m 4, one pair-bias head: the MSA half of an
-//                    Evoformer block (no outer product mean, no pair stack: their dims 0),
+//                    Evoformer block (no outer product mean, no pair stack: their dims 0)
+//                    as the stack's last, so with the exit all-gathers of m and z,
 //                    plus its two weight-gradient all-reduces (c + c_z fp32), which the
 //                    model prices as the whole parameter set's gradient
 //   lss              seq 16, k and v 8 wide, one layer; gradients of 3 8x8 fp32 weights
@@ -211,12 +212,19 @@ TEST_F(PricedBytes, EvoformerDap) {
   ASSERT_EQ(grads.size(), 1u);
   EXPECT_EQ(grads[0].bytes, static_cast<std::int64_t>(kGradBytes * evoformer_params(e)));
   const double strategy_grads = (4 + 4) * 4;
+  // The exit all-gather of z: the strategy's z has 4 channels, the spec's c_z is 0 (it has
+  // no pair stack), so the model's exit gathers m only.
+  const std::int64_t z_exit = 8 * 8 * 4 * 4;
   const RankLayout layout(ParallelDims{.sp = n});
-  EXPECT_EQ(measured("dap", layout, GroupKind::kDap), priced(acts, GroupKind::kDap) + strategy_grads);
+  EXPECT_EQ(measured("dap", layout, GroupKind::kDap), priced(acts, GroupKind::kDap) + strategy_grads + z_exit);
   std::vector<CommOp> declared_acts;
   for (const auto& o : declared("dap", layout))
     if (o.collective != Collective::kAllReduce) declared_acts.push_back(o);
-  EXPECT_EQ(by_key(acts), by_key(declared_acts));
+  auto want = by_key(acts);
+  want[{GroupKind::kDap, Phase::kForward, Collective::kAllGather}] += z_exit;
+  EXPECT_EQ(want, by_key(declared_acts));
+  EXPECT_EQ(want.at({GroupKind::kDap, Phase::kForward, Collective::kAllGather}),
+            8 * 8 * 4 /* pair bias */ + 8 * 8 * 4 * 4 /* m */ + z_exit);
 }
 
 TEST_F(PricedBytes, EvoformerDapFullBlockCounts) {
@@ -232,7 +240,7 @@ TEST_F(PricedBytes, EvoformerDapFullBlockCounts) {
   std::map<std::tuple<Phase, Collective>, int> count;
   for (const auto& o : evoformer_step_comm(e, p, RunShape{256, 1, 1})) count[{o.phase, o.collective}] += 1;
   EXPECT_EQ((count[{Phase::kForward, Collective::kAllToAll}]), 12);
-  EXPECT_EQ((count[{Phase::kForward, Collective::kAllGather}]), 12);
+  EXPECT_EQ((count[{Phase::kForward, Collective::kAllGather}]), 12 + 2);  // + the stack's exit m and z
   EXPECT_EQ((count[{Phase::kBackward, Collective::kAllToAll}]), 12);
   EXPECT_EQ((count[{Phase::kBackward, Collective::kReduceScatter}]), 12);
   EXPECT_EQ((count[{Phase::kBackward, Collective::kAllReduce}]), 1);

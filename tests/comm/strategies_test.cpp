@@ -83,7 +83,9 @@ TEST(StrategyDeclarations, LssAndDapAndMoeGroups) {
   EXPECT_EQ(lss.comm_bytes(GroupKind::kSequence), 2 * 16 * 16 * 4 + 3 * 64 * 4);
   EXPECT_EQ(lss.comm_bytes(GroupKind::kData), 3 * 64 * 4);
   const auto dap = declared("dap", 4);
-  EXPECT_EQ(dap.comm_bytes(GroupKind::kDap), 2 * 8 * 8 * 4 + 4 * (8 / 4) * 8 * 4 * 4 + 4 * 4 + 4 * 4);
+  // bias gather + its reduce-scatter, 4 all-to-alls, 2 weight gradients, the exit m and z.
+  EXPECT_EQ(dap.comm_bytes(GroupKind::kDap),
+            2 * 8 * 8 * 4 + 4 * (8 / 4) * 8 * 4 * 4 + 4 * 4 + 4 * 4 + 8 * 8 * 4 * 4 + 8 * 8 * 4 * 4);
   const auto moe = declared("moe_expert_parallel", 4);
   EXPECT_EQ(moe.comm_bytes(GroupKind::kExpert), 4 * 8 * 2 * 4 * 4 + 4 * 8 * 4);
 }
