@@ -10,8 +10,10 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <vector>
 
 #include "comm/collectives/collective_bench.h"
 #include "comm/nccl/nccl_communicator.h"
@@ -87,17 +89,17 @@ TEST(NcclGpu, HungReceiveTimesOutAndAborts) {
   mem->release(buf);
 }
 
+// Issue 5's goal: the harness adds <= 2% to the raw ncclAllReduce at 1 GiB. Both are timed
+// the same way (launch, wait, per iteration), in alternating rounds so clock and thermal
+// drift hit both, and compared by their medians over the rounds.
 TEST(NcclGpu, HarnessOverheadAtOneGiBUnderTwoPercent) {
   SEQSCALE_REQUIRE_GPU();
   const std::int64_t bytes = std::int64_t{1} << 30, n = bytes / 4;
   auto c = one_gpu();
   auto mem = make_device_memory(*c);
   CollBenchOptions o;
-  o.iters = 20;
+  o.iters = 10;
   o.check = false;
-  const auto via = bench_collective(*c, nullptr, *mem, *find_collective("all_reduce"), bytes, DType::kFp32,
-                                    ReduceOp::kSum, 0, o);
-  // The raw call, timed the same way (launch, synchronise, per iteration).
   ncclComm_t raw;
   int dev = 0;
   ASSERT_EQ(ncclCommInitAll(&raw, 1, &dev), ncclSuccess);
@@ -106,19 +108,30 @@ TEST(NcclGpu, HarnessOverheadAtOneGiBUnderTwoPercent) {
   ASSERT_EQ(cudaMalloc(&r, bytes), cudaSuccess);
   cudaStream_t st;
   ASSERT_EQ(cudaStreamCreate(&st), cudaSuccess);
-  for (int i = 0; i < 5; ++i) ncclAllReduce(s, r, n, ncclFloat32, ncclSum, raw, st);
-  cudaStreamSynchronize(st);
-  double total = 0;
-  for (int i = 0; i < o.iters; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    ASSERT_EQ(ncclAllReduce(s, r, n, ncclFloat32, ncclSum, raw, st), ncclSuccess);
-    ASSERT_EQ(cudaStreamSynchronize(st), cudaSuccess);
-    total += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(ncclAllReduce(s, r, n, ncclFloat32, ncclSum, raw, st), ncclSuccess);
+  ASSERT_EQ(cudaStreamSynchronize(st), cudaSuccess);
+  std::vector<double> via_us, raw_us;
+  for (int round = 0; round < 7; ++round) {
+    via_us.push_back(bench_collective(*c, nullptr, *mem, *find_collective("all_reduce"), bytes, DType::kFp32,
+                                      ReduceOp::kSum, 0, o)
+                         .time_us);
+    double total = 0;
+    for (int i = 0; i < o.iters; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      ASSERT_EQ(ncclAllReduce(s, r, n, ncclFloat32, ncclSum, raw, st), ncclSuccess);
+      ASSERT_EQ(cudaStreamSynchronize(st), cudaSuccess);
+      total += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+    raw_us.push_back(total / o.iters * 1e6);
   }
-  const double raw_us = total / o.iters * 1e6;
-  std::printf("all_reduce 1 GiB: raw %.1f us, via Communicator %.1f us (%.2f%%)\n", raw_us, via.time_us,
-              100.0 * (via.time_us / raw_us - 1));
-  EXPECT_LE(via.time_us, raw_us * 1.02);
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  const double via = median(via_us), raw_med = median(raw_us);
+  std::printf("all_reduce 1 GiB, medians of 7 rounds x %d: raw %.1f us, via Communicator %.1f us (%+.2f%%)\n", o.iters,
+              raw_med, via, 100.0 * (via / raw_med - 1));
+  EXPECT_LE(via, raw_med * 1.02);
   cudaFree(s);
   cudaFree(r);
   cudaStreamDestroy(st);
