@@ -45,6 +45,34 @@ TEST(Steps, CpuExecutorPeakEqualsTheModelsMemory) {
   }
 }
 
+// One rank of an LSS step (tiny-gpt over 2 segments) and of a MoE step (tiny-moe, experts
+// over 2 data-parallel ranks): the executed peak is the model's for those plan keys too.
+TEST(Steps, CpuExecutorPeakEqualsTheModelsMemoryForLssAndMoe) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"tiny-gpt", "sp=lss,sp_degree=2,recompute=none,attn=naive"},
+      {"tiny-gpt", "sp=lss,sp_degree=2,zero=1,recompute=full,attn=fused"},
+      {"tiny-moe", "ep=2,zero=1,recompute=none,attn=fused"},
+      {"tiny-moe", "ep=2,zero=3,recompute=full,attn=fused"},
+  };
+  for (const auto& [model, plan] : cases) {
+    MatrixPoint p;
+    p.bench = "transformer_step";
+    p.backend = "cpu";
+    p.suite = "steps";
+    p.timing.min_samples = 1;
+    p.timing.max_samples = 1;
+    p.timing.warmup_s = 0;
+    p.timing.time_cap_s = 0;
+    p.params = {{"model", model}, {"plan", plan}, {"seq", 256}, {"gpus", 2}};
+    p.id = p.params.dump();
+    const PointResult r = execute_point(p);
+    ASSERT_EQ(r.status, PointStatus::kOk) << r.reason << " " << p.id;
+    const double measured = r.metrics.at("peak_bytes");
+    EXPECT_EQ(measured, r.metrics.at("program_replay_peak_bytes")) << p.id;
+    EXPECT_NEAR(measured, r.metrics.at("model_live_peak_bytes"), 2.0) << p.id;
+  }
+}
+
 TEST(Steps, BadPlanIsAFailedPointNamingTheField) {
   MatrixPoint p;
   p.bench = "transformer_step";
