@@ -1,11 +1,13 @@
 #!/usr/bin/python3
 """Render seqscale results (schema seqscale.results/1) as PNG plots and a Markdown index.
 
-Usage: report.py --out DIR results.json [more.json ...]
+Usage: report.py --out DIR [--scaling maxseq.json ...] [results.json ...]
 Runs on Debian's python3 + python3-matplotlib. Reads results only; never writes into results/.
 One figure per (suite, bench): the numeric axis with the most values on x, achieved GB/s or
 TFLOP/s (whichever the benchmark declares more of, against its floor) on y, one line per
 remaining parameter combination and backend. A second panel shows peak memory.
+--scaling files (seqscale maxseq --json) add the cost model's longest sequence per GPU
+count, one line per model, cluster and preset, with the plan and binding term per point.
 """
 import argparse
 import collections
@@ -133,6 +135,39 @@ def predicted_vs_measured(docs, flag=0.10):
             "|---|---|---|---|---|---|---|---|"] + rows + [""]
 
 
+def scaling_section(paths, out_dir):
+    """The cost model's maximum sequence length against the GPU count (seqscale maxseq)."""
+    series = collections.defaultdict(list)
+    for path in paths:
+        with open(path) as f:
+            for e in json.load(f):
+                series[(e["model"], e["cluster"], e["preset"])].append(e)
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for (model, cluster, preset), pts in sorted(series.items()):
+        pts.sort(key=lambda e: e["gpus"])
+        fit = [e for e in pts if e["max_seq"] > 0]  # nothing fits: in the table, not on a log axis
+        ax.plot([e["gpus"] for e in fit], [e["max_seq"] / 1024 for e in fit], marker="o",
+                label=f"{model} / {cluster} / {preset}")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log", base=2)
+    ax.set_xlabel("GPUs")
+    ax.set_ylabel("longest sequence that fits (K tokens, cost model)")
+    ax.set_title("max sequence length vs GPU count (predicted)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fname = "scaling_maxseq.png"
+    fig.savefig(os.path.join(out_dir, fname), dpi=110)
+    plt.close(fig)
+    lines = ["## Scaling (cost model)", "", f"![max sequence]({fname})", "",
+             "| model | cluster | preset | GPUs | max sequence | binding | plan |", "|---|---|---|---|---|---|---|"]
+    for (model, cluster, preset), pts in sorted(series.items()):
+        for e in pts:
+            lines.append(f"| {model} | {cluster} | {preset} | {e['gpus']} | {e['max_seq']:,} | "
+                         f"{e.get('binding') or ''} | `{e.get('plan') or 'nothing fits'}` |")
+    return lines + [""]
+
+
 def fmt(x, unit=""):
     if x is None:
         return ""
@@ -144,12 +179,17 @@ def fmt(x, unit=""):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
-    ap.add_argument("results", nargs="+")
+    ap.add_argument("--scaling", action="append", default=[])
+    ap.add_argument("results", nargs="*")
     args = ap.parse_args()
+    if not args.results and not args.scaling:
+        sys.exit("report.py: give results files or --scaling files")
     os.makedirs(args.out, exist_ok=True)
     docs = [(path, load(path)) for path in args.results]
     many = len(docs) > 1
     lines = ["# seqscale report", ""]
+    if args.scaling:
+        lines += scaling_section(args.scaling, args.out)
     groups = collections.defaultdict(list)
     for i, (path, doc) in enumerate(docs):
         run = doc["run"]
@@ -163,7 +203,8 @@ def main():
         lines.append("")
         for p in doc["points"]:
             groups[(p["suite"], p["bench"])].append(dict(p, _run=i))
-    lines += ["## Benchmarks", ""]
+    if groups:
+        lines += ["## Benchmarks", ""]
     for (suite, bench), pts in sorted(groups.items()):
         fname = plot_bench(f"{suite}/{bench}", pts, args.out, "")
         lines += [f"### {suite}/{bench}", ""]

@@ -63,7 +63,8 @@ int run_maxseq(const std::vector<std::string>& args) {
   nlohmann::json arr = nlohmann::json::array();
   for (std::int64_t g : gpu_counts) {
     const MaxSeqResult r = max_sequence(model, cluster, g, preset, granularity, limit);
-    nlohmann::json j = {{"gpus", g}, {"preset", preset.name}, {"max_seq", r.max_seq}};
+    nlohmann::json j = {{"model", model.name}, {"cluster", cluster.name}, {"gpus", g}, {"preset", preset.name},
+                        {"max_seq", r.max_seq}};
     j["plan"] = r.max_seq > 0 ? nlohmann::json(plan_to_string(r.plan)) : nlohmann::json(nullptr);
     j["binding"] = r.max_seq > 0 ? nlohmann::json(std::string(mem_term_name(r.binding))) : nlohmann::json("model_states");
     j["peak_bytes"] = r.peak_bytes;

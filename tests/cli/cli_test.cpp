@@ -121,4 +121,35 @@ TEST(Cli, ReportComparesPredictedWithMeasured) {
   std::filesystem::remove_all(dir);
 }
 
+// A scaling report from the cost model: maxseq --json per preset, drawn against the GPU
+// count; a corrupt maxseq file is a one-line error naming the entry and field (exit 2).
+TEST(Cli, ReportDrawsMaxseqScaling) {
+  const std::string dir = "/tmp/seqscale_cli_scaling_" + std::to_string(getpid());
+  std::filesystem::create_directories(dir);
+  for (const char* preset : {"megatron-deepspeed-new", "seqscale-best"}) {
+    const Ran ms = run(std::string("maxseq --model genslm-25b --cluster dgx-a100-40g --gpus 8,16,32 --preset ") + preset +
+                       " --json");
+    ASSERT_EQ(ms.code, 0) << ms.output;
+    const auto doc = nlohmann::json::parse(ms.output);
+    ASSERT_EQ(doc.size(), 3u);
+    EXPECT_EQ(doc[0]["model"], "genslm-25b");
+    std::ofstream(dir + "/" + preset + ".json") << ms.output;
+  }
+  const Ran rep = run("report --scaling " + dir + "/megatron-deepspeed-new.json --scaling " + dir +
+                      "/seqscale-best.json --out " + dir + "/report");
+  ASSERT_EQ(rep.code, 0) << rep.output;
+  std::ifstream idx(dir + "/report/index.md");
+  std::stringstream text;
+  text << idx.rdbuf();
+  const std::string md = text.str();
+  EXPECT_NE(md.find("## Scaling (cost model)"), std::string::npos) << md.substr(0, 1000);
+  EXPECT_NE(md.find("| genslm-25b | dgx-a100-40g | seqscale-best | 32 |"), std::string::npos) << md;
+  EXPECT_TRUE(std::filesystem::exists(dir + "/report/scaling_maxseq.png"));
+  std::ofstream(dir + "/bad.json") << R"([{"model": "m", "cluster": "c", "preset": "p", "gpus": 8, "max_seq": "long"}])";
+  const Ran bad = run("report --scaling " + dir + "/bad.json --out " + dir + "/report");
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.output.find("entry 0: field 'max_seq'"), std::string::npos) << bad.output;
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
