@@ -87,14 +87,7 @@ double read_efficiency(JsonFields& f, const std::string& key) { return f.number(
 }  // namespace
 
 Calibration load_calibration(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError(path + ": cannot open calibration file");
-  nlohmann::json doc;
-  try {
-    doc = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw ConfigError(path + ": not valid JSON (" + e.what() + ")");
-  }
+  const nlohmann::json doc = read_json_file(path, "calibration file");
   JsonFields f(doc, path);
   const std::string schema = f.str("schema");
   if (schema != kCalibrationSchema) {

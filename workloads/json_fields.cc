@@ -1,8 +1,21 @@
 #include "workloads/json_fields.h"
 
+#include <fstream>
+
 #include <cmath>
 
 namespace seqscale {
+
+nlohmann::json read_json_file(const std::string& path, const std::string& what) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(path + ": cannot open " + what);
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw ConfigError(path + ": corrupt " + what + " (not valid JSON: " + std::string(e.what()) + ")");
+  }
+}
+
 
 JsonFields::JsonFields(const nlohmann::json& obj, std::string where, std::string path)
     : obj_(obj), where_(std::move(where)), path_(std::move(path)) {

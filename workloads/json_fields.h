@@ -12,6 +12,10 @@
 
 namespace seqscale {
 
+// The JSON document in `path`; ConfigError "PATH: cannot open <what>" or "PATH: corrupt
+// <what> (not valid JSON: ...)" otherwise.
+nlohmann::json read_json_file(const std::string& path, const std::string& what = "file");
+
 class JsonFields {
  public:
   // `where` is the file (or "--plan") and `path` the object's position inside it.

@@ -17,16 +17,6 @@ namespace {
 
 std::string_view kDTypeNames[] = {"fp32", "fp16", "bf16", "bool", "int32", "int64"};
 
-nlohmann::json read_json_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError(path + ": cannot open file");
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw ConfigError(path + ": not valid JSON (" + std::string(e.what()) + ")");
-  }
-}
-
 DType read_dtype(JsonFields& f, const std::string& key, DType fallback) {
   if (!f.has(key)) {
     f.optional(key);

@@ -7,14 +7,13 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 
 #include <nlohmann/json.hpp>
 
 #include "harness/cli/verb.h"
 #include "harness/results/results.h"
-#include "workloads/config_error.h"
+#include "workloads/json_fields.h"
 #include "workloads/specs.h"
 
 namespace seqscale::cli {
@@ -23,14 +22,7 @@ namespace {
 // A maxseq file is a JSON array of {model, cluster, gpus, preset, max_seq, ...}; a corrupt
 // one is a one-line error naming the entry and field, before python runs.
 void check_scaling_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError(path + ": cannot open file");
-  nlohmann::json doc;
-  try {
-    doc = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw ConfigError(path + ": not valid JSON (" + std::string(e.what()) + ")");
-  }
+  const nlohmann::json doc = read_json_file(path, "maxseq file");
   if (!doc.is_array() || doc.empty()) throw ConfigError(path + ": expected the non-empty JSON array of seqscale maxseq --json");
   for (std::size_t i = 0; i < doc.size(); ++i) {
     const auto& e = doc[i];

@@ -185,15 +185,7 @@ Matrix expand_matrix(const nlohmann::json& doc, const std::string& where) {
 
 Matrix load_matrix(const std::string& name_or_path) {
   const std::string path = resolve_workload_file("matrices", name_or_path);
-  std::ifstream in(path);
-  if (!in) throw ConfigError(path + ": cannot open file");
-  nlohmann::json doc;
-  try {
-    doc = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw ConfigError(path + ": not valid JSON (" + std::string(e.what()) + ")");
-  }
-  return expand_matrix(doc, path);
+  return expand_matrix(read_json_file(path, "matrix file"), path);
 }
 
 }  // namespace seqscale

@@ -188,15 +188,7 @@ ResultsFile results_from_json(const nlohmann::json& j, const std::string& where)
 }
 
 ResultsFile read_results(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError(path + ": cannot open results file");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw ConfigError(path + ": corrupt results file (not valid JSON: " + std::string(e.what()) + ")");
-  }
-  return results_from_json(j, path);
+  return results_from_json(read_json_file(path, "results file"), path);
 }
 
 void write_text_atomic(const std::string& text, const std::string& path) {
