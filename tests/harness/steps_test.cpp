@@ -12,6 +12,21 @@
 namespace seqscale {
 namespace {
 
+// One CPU point of suite "steps", one sample, no warm-up.
+MatrixPoint cpu_step_point(nlohmann::json params, const std::string& bench = "transformer_step") {
+  MatrixPoint p;
+  p.bench = bench;
+  p.backend = "cpu";
+  p.suite = "steps";
+  p.timing.min_samples = 1;
+  p.timing.max_samples = 1;
+  p.timing.warmup_s = 0;
+  p.timing.time_cap_s = 0;
+  p.params = std::move(params);
+  p.id = p.params.dump();
+  return p;
+}
+
 TEST(Steps, CpuExecutorPeakEqualsTheModelsMemory) {
   std::mt19937 rng(std::random_device{}());
   const std::vector<std::string> plans = {
@@ -21,18 +36,10 @@ TEST(Steps, CpuExecutorPeakEqualsTheModelsMemory) {
       "tp=1,pp=1,zero=2,recompute=full,attn=fused,mask=none,offload=optimizer",
   };
   for (int trial = 0; trial < 6; ++trial) {
-    MatrixPoint p;
-    p.bench = "transformer_step";
-    p.backend = "cpu";
-    p.suite = "steps";
-    p.timing.min_samples = 1;
-    p.timing.max_samples = 1;
-    p.timing.warmup_s = 0;
-    p.timing.time_cap_s = 0;
     const std::int64_t seq = 16 * (1 + static_cast<std::int64_t>(rng() % 16));
     const std::int64_t mb = 1 + static_cast<std::int64_t>(rng() % 2);
-    p.params = {{"model", "tiny-gpt"}, {"plan", plans[rng() % plans.size()]}, {"seq", seq}, {"micro_batch", mb}};
-    p.id = p.params.dump();
+    const MatrixPoint p = cpu_step_point(
+        {{"model", "tiny-gpt"}, {"plan", plans[rng() % plans.size()]}, {"seq", seq}, {"micro_batch", mb}});
     const PointResult r = execute_point(p);
     ASSERT_EQ(r.status, PointStatus::kOk) << r.reason << " " << p.id;
     const double measured = r.metrics.at("peak_bytes");
@@ -55,16 +62,7 @@ TEST(Steps, CpuExecutorPeakEqualsTheModelsMemoryForLssAndMoe) {
       {"tiny-moe", "ep=2,zero=3,recompute=full,attn=fused"},
   };
   for (const auto& [model, plan] : cases) {
-    MatrixPoint p;
-    p.bench = "transformer_step";
-    p.backend = "cpu";
-    p.suite = "steps";
-    p.timing.min_samples = 1;
-    p.timing.max_samples = 1;
-    p.timing.warmup_s = 0;
-    p.timing.time_cap_s = 0;
-    p.params = {{"model", model}, {"plan", plan}, {"seq", 256}, {"gpus", 2}};
-    p.id = p.params.dump();
+    const MatrixPoint p = cpu_step_point({{"model", model}, {"plan", plan}, {"seq", 256}, {"gpus", 2}});
     const PointResult r = execute_point(p);
     ASSERT_EQ(r.status, PointStatus::kOk) << r.reason << " " << p.id;
     const double measured = r.metrics.at("peak_bytes");
@@ -89,17 +87,9 @@ TEST(Steps, EvoformerBlockCpuPeakEqualsTheModelsProgram) {
   std::mt19937 rng(std::random_device{}());
   for (const char* attn : {"naive", "fused"}) {
     for (const char* stack : {"main", "extra_msa"}) {
-      MatrixPoint p;
-      p.bench = "evoformer_block";
-      p.backend = "cpu";
-      p.suite = "steps";
-      p.timing.min_samples = 1;
-      p.timing.max_samples = 1;
-      p.timing.warmup_s = 0;
-      p.timing.time_cap_s = 0;
       const std::int64_t n_res = 5 + static_cast<std::int64_t>(rng() % 9);  // awkward crops
-      p.params = {{"model", "tiny-evoformer"}, {"attn", attn}, {"stack", stack}, {"n_res", n_res}};
-      p.id = p.params.dump();
+      const MatrixPoint p = cpu_step_point(
+          {{"model", "tiny-evoformer"}, {"attn", attn}, {"stack", stack}, {"n_res", n_res}}, "evoformer_block");
       const PointResult r = execute_point(p);
       ASSERT_EQ(r.status, PointStatus::kOk) << r.reason << " " << p.id;
       EXPECT_GT(r.metrics.at("peak_bytes"), 0);
