@@ -182,6 +182,7 @@ std::vector<CommOp> evoformer_step_comm(const EvoformerSpec& e, const Plan& p, c
   const double pair_channel = es * b * n_res * n_res;  // one channel of z over all rows
   const double z_whole = pair_channel * static_cast<double>(e.c_z);
   const double m_whole = es * b * static_cast<double>(e.n_seq) * n_res * static_cast<double>(e.c_m);
+  const double m_extra_whole = es * b * static_cast<double>(e.n_extra) * n_res * static_cast<double>(e.c_e);
   const double params = evoformer_params(e);
   const std::int64_t m = micro_batches(p, shape);
 
@@ -228,9 +229,10 @@ std::vector<CommOp> evoformer_step_comm(const EvoformerSpec& e, const Plan& p, c
   for (std::int64_t mb = 0; mb < m; ++mb) {
     zero3_gather(ops, p, params, Phase::kForward, p.zero_shards());
     if (p.dap > 1) {
-      // Each stack ends by all-gathering its outputs whole (FastFold's last block): the
-      // extra-MSA stack its pair z, the main stack m and z; their backward splits locally.
-      const std::vector<Coll> extra_exit{{Collective::kAllGather, z_whole, false}};
+      // Each stack ends by all-gathering its outputs m and z whole (FastFold's last
+      // EvoformerBlock / ExtraMSABlock); the gather's backward splits locally.
+      const std::vector<Coll> extra_exit{{Collective::kAllGather, m_extra_whole, false},
+                                         {Collective::kAllGather, z_whole, false}};
       const std::vector<Coll> main_exit{{Collective::kAllGather, m_whole, false}, {Collective::kAllGather, z_whole, false}};
       for (std::int64_t i = 0; i < e.extra_blocks; ++i) forward(extra_block, Phase::kForward);
       if (e.extra_blocks > 0) forward(extra_exit, Phase::kForward);

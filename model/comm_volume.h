@@ -68,9 +68,9 @@
 //     all-to-all rows -> columns N_res^2 * c_z * es / dap, all-gather incoming projection,
 //     all-to-all back; all-gather triangle-attention start bias N_res^2 * H_tri * es,
 //     all-to-all, all-gather end bias, all-to-all back
-// i.e. 6 all-to-alls and 6 all-gathers a block; after each stack's last block its outputs
-// are all-gathered whole (extra-MSA stack: z; main stack: m, N_seq*N_res*c_m*es, and z,
-// N_res^2*c_z*es), whose backward is a local split. Backward mirrors them in reverse: each
+// i.e. 6 all-to-alls and 6 all-gathers a block; after each stack's last block its m and z
+// are all-gathered whole (FastFold's last EvoformerBlock / ExtraMSABlock: m is
+// R*N_res*c*es, z N_res^2*c_z*es), whose backward is a local split. Backward mirrors them in reverse: each
 // all-to-all by one of the same size, each all-gather by a reduce-scatter of the gathered
 // gradient (every rank holds a partial sum of it: the strategy's, and the correct one;
 // FastFold's Gather.backward only splits). recompute != none re-runs each block's

@@ -6,8 +6,8 @@
 //   row op     m1[s,i,:] = sum_j softmax_j(b[i,j]) m[s,j,:]   (pair-biased row mixing)
 //   column op  m2[s,r,c] = m1[s,r,c] + w[c] * mean_s' m1[s',r,c]
 // The block is the stack's last: its output m and the pair z are all-gathered whole to
-// every DAP rank, as FastFold gathers both after the last Evoformer block (its backward,
-// a split, is local).
+// every DAP rank, as FastFold's last EvoformerBlock and ExtraMSABlock gather both (the
+// gather's backward, a split, is local).
 // Backward: all-to-alls mirrored, the gradient of the all-gathered bias reduce-scattered
 // back to the pair rows, replicated weights' gradients all-reduced. "Duality async":
 // the d(w) all-reduce is launched, the row-op backward runs, then it is waited on.

@@ -33,6 +33,13 @@ Ran run(const std::string& args) {
   return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, out};
 }
 
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
 TEST(Cli, InfoNeverCrashesWithoutAGpu) {
   const Ran r = run("info");
   EXPECT_EQ(r.code, 0);
@@ -111,10 +118,7 @@ TEST(Cli, ReportComparesPredictedWithMeasured) {
   std::ofstream(dir + "/measured/results.json") << doc.dump(1);
   const Ran rep = run("report " + dir + "/measured " + dir + "/model --out " + dir + "/report");
   ASSERT_EQ(rep.code, 0) << rep.output;
-  std::ifstream idx(dir + "/report/index.md");
-  std::stringstream text;
-  text << idx.rdbuf();
-  const std::string md = text.str();
+  const std::string md = read_file(dir + "/report/index.md");
   ASSERT_NE(md.find("## Predicted vs measured"), std::string::npos) << md.substr(0, 2000);
   EXPECT_NE(md.find("-20%"), std::string::npos);  // 1 / 1.25 - 1
   EXPECT_NE(md.find("> 10%"), std::string::npos);
@@ -138,10 +142,7 @@ TEST(Cli, ReportDrawsMaxseqScaling) {
   const Ran rep = run("report --scaling " + dir + "/megatron-deepspeed-new.json --scaling " + dir +
                       "/seqscale-best.json --out " + dir + "/report");
   ASSERT_EQ(rep.code, 0) << rep.output;
-  std::ifstream idx(dir + "/report/index.md");
-  std::stringstream text;
-  text << idx.rdbuf();
-  const std::string md = text.str();
+  const std::string md = read_file(dir + "/report/index.md");
   EXPECT_NE(md.find("## Scaling (cost model)"), std::string::npos) << md.substr(0, 1000);
   EXPECT_NE(md.find("| genslm-25b | dgx-a100-40g | seqscale-best | 32 |"), std::string::npos) << md;
   EXPECT_TRUE(std::filesystem::exists(dir + "/report/scaling_maxseq.png"));

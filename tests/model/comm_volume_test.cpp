@@ -211,6 +211,23 @@ TEST(CommVolume, VocabParallelMatchesStrategy) {
   EXPECT_TRUE(vocab_parallel_comm(t, plan_of(1, 1, 1), shape_of(16), 0).empty());
 }
 
+// FastFold's last EvoformerBlock and ExtraMSABlock each all-gather their m and z whole.
+TEST(CommVolume, EvoformerStacksEndWithTheirMAndZGathered) {
+  EvoformerSpec e;
+  e.n_seq = 8, e.n_extra = 16, e.n_res = 12, e.c_m = 4, e.c_e = 3, e.c_z = 3;
+  e.msa = {2, 2}, e.extra_msa = {2, 1}, e.triangle = {1, 3};
+  e.blocks = 2, e.extra_blocks = 1;
+  e.dtype = DType::kFp32;
+  Plan p;
+  p.dap = 4, p.dp = 1;
+  std::map<std::int64_t, int> gathers;  // forward all-gathers by size
+  for (const auto& o : evoformer_step_comm(e, p, RunShape{12, 1, 1}))
+    if (o.phase == Phase::kForward && o.collective == Collective::kAllGather) gathers[o.bytes] += 1;
+  EXPECT_EQ(gathers[8 * 12 * 4 * 4], 1);   // main m
+  EXPECT_EQ(gathers[16 * 12 * 3 * 4], 1);  // extra-MSA m
+  EXPECT_EQ(gathers[12 * 12 * 3 * 4], 2);  // z after each stack
+}
+
 TEST(CommVolume, RecomputeAndCheckpointsReCommunicate) {
   const auto t = tiny(8, 8, 2);
   Plan plan = plan_of(2, 1, 1);

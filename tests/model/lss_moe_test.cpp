@@ -55,7 +55,7 @@ TEST(Lss, PlanKeyDerivesItsDegreeAndRoundTrips) {
   EXPECT_EQ(p.sp_degree, 8);
   EXPECT_EQ(p.seq_degree(), 8);
   EXPECT_EQ(p.zero_shards(), 2);  // states replicated over the segments
-  EXPECT_EQ(plan_to_string(p).find("sp=lss,sp_degree=8") != std::string::npos, true) << plan_to_string(p);
+  EXPECT_NE(plan_to_string(p).find("sp=lss,sp_degree=8"), std::string::npos) << plan_to_string(p);
   Plan q = parse_plan(plan_to_string(p));
   EXPECT_EQ(q.sp, SeqParallel::kLss);
   EXPECT_EQ(q.sp_degree, 8);
@@ -178,21 +178,18 @@ TEST(Moe, ExpertsSplitOverEpAndTheirStatesOverTheirDataGroup) {
               kOptimizerBytes * ((transformer_params(t, 64) - moe_expert_params(t)) / 8 + moe_expert_params(t) / 8), 1.0);
 }
 
-TEST(Moe, ProgramReplaysTheClosedFormAndTheEstimatePricesTheAllToAlls) {
+// (The program's replay against the closed form for these plans: model_test's
+// StepProgram.ClosedFormEqualsReplay.)
+TEST(Moe, TheEstimateAndTheProgramCarryTheAllToAlls) {
   const ModelSpec m = load_model("tiny-moe");
   const ClusterSpec c = load_cluster("dgx-a100-80g");
-  ClusterSpec bare;
   for (const char* text : {"ep=4,zero=1", "ep=8,zero=3,recompute=full", "ep=2,tp=2,sp=megatron", "sp=lss,sp_degree=2,ep=4"}) {
     Plan p = parse_plan(text);
     const RunShape shape{64, 1, 0};
     validate_plan(p, m, 8, shape);
-    const MemoryBreakdown closed = transformer_memory(m.transformer(), bare, p, shape);
-    const StepProgram prog = build_transformer_program(m.transformer(), p, shape);
-    EXPECT_NEAR(static_cast<double>(prog.replay_memory().peak_device_bytes), closed.peak(), 64.0) << text;
     const Estimate e = estimate(m, c, p, 8, shape, default_calibration());
-    EXPECT_NEAR(prog.total_flops() / e.hw_flops_per_gpu, 1.0, 1e-9) << text;
     EXPECT_GT(e.time.ep_comm, 0) << text;
-    EXPECT_GT(prog.comm_bytes(GroupKind::kExpert), 0) << text;
+    EXPECT_GT(build_transformer_program(m.transformer(), p, shape).comm_bytes(GroupKind::kExpert), 0) << text;
   }
   // More slots per expert (capacity factor) cost more FLOPs and bytes.
   TransformerSpec roomy = m.transformer();

@@ -246,16 +246,28 @@ TEST(Search, BisectionEqualsExhaustiveSweep) {
   EXPECT_EQ(max_sequence(m, c, 32, p, 1024).max_seq, swept.max_seq);
 }
 
-// The closed form equals replaying the StepProgram built for the same plan.
+// The closed form equals replaying the StepProgram built for the same plan: genslm-25b
+// under the main strategies, and tiny-moe under expert parallelism (with LSS too).
 TEST(StepProgram, ClosedFormEqualsReplay) {
-  const ModelSpec m = load_model("genslm-25b");
   const ClusterSpec c = load_cluster("dgx-a100-40g");
   ClusterSpec bare;
-  for (const char* text : {"tp=8,sp=megatron,recompute=full", "tp=4,pp=4,recompute=selective,attn=materialized,mask=fp32",
-                           "tp=8,pp=2,sp=megatron,zero=1,offload=optimizer,recompute=full", "tp=2,sp=ulysses,zero=3,recompute=full"}) {
-    Plan p = parse_plan(text);
-    const RunShape shape{16384, 1, 0};
-    validate_plan(p, m, 16, shape);
+  struct Case {
+    const char* model;
+    std::int64_t gpus, seq;
+    const char* plan;
+  };
+  for (const Case& k : {Case{"genslm-25b", 16, 16384, "tp=8,sp=megatron,recompute=full"},
+                        Case{"genslm-25b", 16, 16384, "tp=4,pp=4,recompute=selective,attn=materialized,mask=fp32"},
+                        Case{"genslm-25b", 16, 16384, "tp=8,pp=2,sp=megatron,zero=1,offload=optimizer,recompute=full"},
+                        Case{"genslm-25b", 16, 16384, "tp=2,sp=ulysses,zero=3,recompute=full"},
+                        Case{"genslm-25b", 16, 16384, "sp=lss,sp_degree=8,zero=1,recompute=full"},
+                        Case{"tiny-moe", 8, 64, "ep=4,zero=1"}, Case{"tiny-moe", 8, 64, "ep=8,zero=3,recompute=full"},
+                        Case{"tiny-moe", 8, 64, "ep=2,tp=2,sp=megatron"}, Case{"tiny-moe", 8, 64, "sp=lss,sp_degree=2,ep=4"}}) {
+    const ModelSpec m = load_model(k.model);
+    const std::string text = std::string(k.model) + " " + k.plan;
+    Plan p = parse_plan(k.plan);
+    const RunShape shape{k.seq, 1, 0};
+    validate_plan(p, m, k.gpus, shape);
     const MemoryBreakdown closed = transformer_memory(m.transformer(), bare, p, shape);
     const StepProgram prog = build_transformer_program(m.transformer(), p, shape);
     EXPECT_NEAR(static_cast<double>(prog.replay_memory().peak_device_bytes), closed.peak(), 64.0) << text;
@@ -267,7 +279,7 @@ TEST(StepProgram, ClosedFormEqualsReplay) {
                   std::llround(closed[MemTerm::kSpGatherBuffers]))
         << text;
     if (p.pp == 1) {
-      const Estimate e = estimate(m, c, p, 16, shape, default_calibration());
+      const Estimate e = estimate(m, c, p, k.gpus, shape, default_calibration());
       EXPECT_NEAR(prog.total_flops() / e.hw_flops_per_gpu, 1.0, 1e-9) << text;
     }
   }

@@ -7,6 +7,8 @@
 // dominate its time. Performance is priced by the cost model and measured by the harness
 // on device-resident programs.
 // Built into seqscale_cuda only (SEQSCALE_HAVE_CUDA); plain header, no CUDA includes.
+// Status: compiles for sm_80/sm_90 but has not run on a GPU yet (its tests,
+// CudaStrategyMath.* and NcclGpu.StrategiesRunOverNccl, report Skipped without one).
 #pragma once
 #include <memory>
 
