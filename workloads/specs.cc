@@ -56,8 +56,8 @@ TransformerSpec read_transformer(JsonFields& f, const std::string& where) {
     t.moe_top_k = m.integer_or("top_k", 1, 1, t.moe_experts);
     t.moe_every = m.integer_or("every", 1, 1, t.layers);
     t.moe_capacity_factor = m.number_or("capacity_factor", 1.25, 0.01, 1024.0);
+    if (t.layers % t.moe_every != 0) m.fail("every", "must divide layers (" + std::to_string(t.layers) + ")");
     m.reject_unknown();
-    if (t.layers % t.moe_every != 0) f.fail("moe", "'every' must divide layers (" + std::to_string(t.layers) + ")");
   }
   if (t.hidden % t.heads != 0) f.fail("heads", "must divide hidden (" + std::to_string(t.hidden) + ")");
   if (t.heads % t.kv_heads != 0) f.fail("kv_heads", "must divide heads");

@@ -22,7 +22,7 @@ using testing_support::error_of;
 
 TEST(Specs, EveryShippedModelAndClusterLoads) {
   for (const char* m : {"genslm-25b", "genslm-33b", "gpt-30b", "evoformer-openfold-initial",
-                        "evoformer-openfold-finetune"}) {
+                        "evoformer-openfold-finetune", "tiny-gpt", "tiny-moe", "tiny-evoformer"}) {
     EXPECT_EQ(load_model(m).name, m);
   }
   for (const char* c : {"dgx-a100-40g", "dgx-a100-80g", "dgx-h100", "h100", "h200"}) {
@@ -89,6 +89,19 @@ TEST(Specs, EvoformerNestedFieldErrorsNameThePath) {
       "template_attention":{"heads":2,"head_dim":4},"blocks":1,"extra_blocks":0})"));
   });
   EXPECT_NE(err.find("field 'msa_attention.extra' is not a known field"), std::string::npos) << err;
+}
+
+TEST(Specs, MoeBlockErrorsNameTheField) {
+  const std::string base = R"({"name":"t","family":"transformer","layers":4,"hidden":64,"heads":4,"vocab":100,"moe":)";
+  EXPECT_EQ(error_of([&] { load_model(write_tmp("moe.json", base + R"({"experts":8,"top_k":2,"every":2}})")); }), "");
+  std::string err = error_of([&] { load_model(write_tmp("moe1.json", base + R"({"experts":8,"every":3}})")); });
+  EXPECT_NE(err.find("field 'moe.every' must divide layers (4)"), std::string::npos) << err;
+  err = error_of([&] { load_model(write_tmp("moe2.json", base + R"({"experts":8,"topk":2}})")); });
+  EXPECT_NE(err.find("field 'moe.topk' is not a known field"), std::string::npos) << err;
+  err = error_of([&] { load_model(write_tmp("moe3.json", base + R"({"experts":4,"top_k":5}})")); });
+  EXPECT_NE(err.find("moe.top_k"), std::string::npos) << err;
+  err = error_of([&] { load_model(write_tmp("moe4.json", base + R"({"top_k":1}})")); });
+  EXPECT_NE(err.find("field 'moe.experts' is missing"), std::string::npos) << err;
 }
 
 TEST(Specs, ClusterRejectsNegativeBandwidth) {
