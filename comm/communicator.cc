@@ -2,9 +2,12 @@
 // factors and the context string every error message carries.
 #include "comm/communicator.h"
 
+#include <cerrno>
+#include <cmath>
 #include <cstdlib>
 
 #include "comm/str_cat.h"
+#include "workloads/config_error.h"
 
 namespace seqscale::comm {
 
@@ -30,11 +33,16 @@ bool parse_reduce_op(std::string_view name, ReduceOp* out) {
 }
 
 CommOptions options_from_env(CommOptions base) {
-  if (const char* s = std::getenv("SEQSCALE_COMM_TIMEOUT_S")) {
-    char* end = nullptr;
-    const double v = std::strtod(s, &end);
-    if (end != s && v > 0) base.timeout_s = v;
-  }
+  // Strict: a typo must not fall back to the 300 s default silently (a hung NCCL op would
+  // then hold the GPU for five minutes). Unset or empty keeps `base`.
+  const char* s = std::getenv("SEQSCALE_COMM_TIMEOUT_S");
+  if (!s || !*s) return base;
+  char* end = nullptr;
+  errno = 0;
+  const double v = std::strtod(s, &end);
+  if (end == s || *end != '\0' || errno == ERANGE || !std::isfinite(v) || v <= 0)
+    throw ConfigError(str_cat({"SEQSCALE_COMM_TIMEOUT_S is '", s, "', must be a positive number of seconds"}));
+  base.timeout_s = v;
   return base;
 }
 

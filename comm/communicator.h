@@ -61,7 +61,10 @@ struct CommOptions {
   double timeout_s = 300;        // env SEQSCALE_COMM_TIMEOUT_S overrides
   bool abort_on_timeout = true;  // false: throw CommTimeout (the caller cleans up)
 };
-// CommOptions with SEQSCALE_COMM_TIMEOUT_S applied.
+// CommOptions with SEQSCALE_COMM_TIMEOUT_S (seconds, > 0) applied; every make_*_communicator
+// takes this by default, so the variable (set per run by `seqscale bench --comm-timeout-s`)
+// reaches each communicator. A value that is not a positive number throws ConfigError
+// naming the variable.
 CommOptions options_from_env(CommOptions base = {});
 
 // Wait handle of an async collective. Destroying an unfinished handle waits for it.

@@ -38,7 +38,11 @@ GateReport gate(const ResultsFile& base, const ResultsFile& cand, const GateOpti
   for (const auto& b : base.points) {
     const PointResult* c = cand.find(b.id);
     if (!c) {
-      report.rows.push_back({b.id, GateOutcome::kInconclusive, 1, 1, 1, 1, 0, "missing from candidate"});
+      GateRow row;
+      row.id = b.id;
+      row.outcome = GateOutcome::kInconclusive;
+      row.note = "missing from candidate";
+      report.rows.push_back(row);
       continue;
     }
     pairs.emplace_back(&b, c);
@@ -50,6 +54,13 @@ GateReport gate(const ResultsFile& base, const ResultsFile& cand, const GateOpti
   for (const auto& [b, c] : pairs) {
     GateRow row;
     row.id = b->id;
+    if (c->check) row.check = c->check->ok ? "ok" : "FAILED";
+    if (c->check && !c->check->ok) {
+      row.outcome = GateOutcome::kFail;
+      row.note = "check failed: " + c->check->worst;
+      report.rows.push_back(row);
+      continue;
+    }
     if (b->status != c->status) {
       // A point that used to fit and now OOMs (or fails) is a regression; the reverse is not.
       const bool worse = b->status == PointStatus::kOk;

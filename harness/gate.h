@@ -2,7 +2,8 @@
 // Three outcomes (ANCHORS.md section 6, after asv/Pinpoint):
 //   FAIL          slowdown significant (Mann-Whitney U, Bonferroni over the compared
 //                 points) AND the median ratio is beyond the point's noise band; or any
-//                 change of a deterministic memory number.
+//                 change of a deterministic memory number; or a candidate point whose
+//                 check against its CPU reference failed (a wrong kernel's time is moot).
 //   PASS          the ratio's 95% bootstrap interval lies inside the noise band.
 //   INCONCLUSIVE  anything else: rerun with more samples.
 #pragma once
@@ -30,6 +31,7 @@ struct GateRow {
   double ci_lo = 1, ci_hi = 1;
   double p_value = 1;
   double band = 0;
+  std::string check = "-"; // the candidate's check against its CPU reference: ok, FAILED or -
   std::string note;        // why, in words
 };
 

@@ -39,6 +39,13 @@ int severity(PointStatus s) {
 
 }  // namespace
 
+static bool counts_as_done(const PointResult& done, const RunOptions& opt, bool check_only_run) {
+  if (opt.retry_failed && done.status == PointStatus::kFailed) return false;
+  // A check-only record (ok, nothing timed) does not stand for a timed run of the point.
+  if (!check_only_run && done.status == PointStatus::kOk && done.samples_s.empty()) return false;
+  return true;
+}
+
 PointResult merge_rank_results(const std::vector<PointResult>& per_rank) {
   PointResult merged = per_rank.at(0);
   for (size_t r = 1; r < per_rank.size(); ++r) {
@@ -56,6 +63,7 @@ PointResult merge_rank_results(const std::vector<PointResult>& per_rank) {
         merged.metrics[key] = std::max(merged.metrics.count(key) ? merged.metrics[key] : 0.0, it->second);
       }
     }
+    if (x.check && (!merged.check || (!x.check->ok && merged.check->ok))) merged.check = x.check;
     merged.wall_s = std::max(merged.wall_s, x.wall_s);
   }
   if (merged.status != PointStatus::kOk) merged.samples_s.clear();
@@ -85,8 +93,11 @@ RunSummary run_matrix(const Matrix& matrix, const RunOptions& opt, std::ostream&
     return sum;
   }
 
-  bool any_cuda = false;
-  for (const auto* p : selected) any_cuda = any_cuda || p->backend == "cuda";
+  bool any_cuda = false, check_only_run = false;
+  for (const auto* p : selected) {
+    any_cuda = any_cuda || p->backend == "cuda";
+    check_only_run = check_only_run || p->timing.check_only;
+  }
   RankContext* ranks = rank_context();
   const bool root = !ranks || ranks->rank() == 0;
   ResultsFile results;
@@ -101,7 +112,7 @@ RunSummary run_matrix(const Matrix& matrix, const RunOptions& opt, std::ostream&
         else results.run = collect_metadata(opt.command_line, any_cuda);
         nlohmann::json ids = nlohmann::json::array();
         for (const auto& p : results.points) {
-          if (!(opt.retry_failed && p.status == PointStatus::kFailed)) ids.push_back(p.id);
+          if (counts_as_done(p, opt, check_only_run)) ids.push_back(p.id);
         }
         skip_json = ids.dump();
       } catch (const std::exception& e) {
@@ -173,8 +184,7 @@ RunSummary run_matrix(const Matrix& matrix, const RunOptions& opt, std::ostream&
   for (const auto* p : selected) {
     ++index;
     if (stop_requested()) break;
-    if (const PointResult* done = writer.results().find(p->id);
-        done && !(opt.retry_failed && done->status == PointStatus::kFailed)) {
+    if (const PointResult* done = writer.results().find(p->id); done && counts_as_done(*done, opt, p->timing.check_only)) {
       ++sum.resumed;
       continue;
     }
@@ -197,7 +207,8 @@ RunSummary run_matrix(const Matrix& matrix, const RunOptions& opt, std::ostream&
     writer.add(r);
     if (!tty) {
       log << "[" << index << "/" << sum.total << "] " << status_name(r.status) << " " << r.id;
-      if (r.status == PointStatus::kOk) log << "  median " << r.stats.median * 1e6 << " us";
+      if (r.status == PointStatus::kOk && !r.samples_s.empty()) log << "  median " << r.stats.median * 1e6 << " us";
+      if (r.check) log << (r.check->ok ? "  check ok" : "  CHECK FAILED") << " (max_abs_err " << r.check->max_abs_err << ")";
       if (!r.reason.empty()) log << "  (" << r.reason << ")";
       log << "\n";
     }

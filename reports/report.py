@@ -210,14 +210,15 @@ def main():
         lines += [f"### {suite}/{bench}", ""]
         if fname:
             lines += [f"![{bench}]({fname})", ""]
-        lines += ["| run | backend | params | status | median | min..max | noise | GB/s | TFLOP/s | peak MiB |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += ["| run | backend | params | status | check | timer | median | min..max | noise | GB/s | TFLOP/s | peak MiB |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for p in sorted(pts, key=lambda p: (p["backend"], json.dumps(p["params"], sort_keys=True))):
             st = p["stats"]
             m = p.get("metrics", {})
             params = ", ".join(f"{k}={v}" for k, v in sorted(p["params"].items()))
             status = p["status"] + (f" ({p['reason'][:60]})" if p.get("reason") else "")
-            if p["status"] == "ok":
+            status += f" | {check_cell(p.get('check'))} | {p.get('timing') or '-'}"
+            if p["status"] == "ok" and p.get("samples_s"):
                 cells = [fmt(st["median_s"] * 1e6, " us"),
                          f"{st['min_s'] * 1e6:.4g}..{st['max_s'] * 1e6:.4g} us",
                          f"{st['rel_noise'] * 100:.2f}%", fmt(m.get("GBps")), fmt(m.get("TFLOPs")),
@@ -229,6 +230,17 @@ def main():
     lines += predicted_vs_measured(docs)
     with open(os.path.join(args.out, "index.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
+
+
+def check_cell(check):
+    """The point's check against its CPU reference: ok or FAILED with the largest error."""
+    if not check:
+        return "-"
+    verdict = "ok" if check["ok"] else "**FAILED**"
+    cell = f"{verdict} (max abs err {check['max_abs_err']:.2g})"
+    if check.get("scope"):
+        cell += f"; {check['scope'][:40]}"
+    return cell
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@
 #include "comm/collectives/collective_bench.h"
 #include "comm/mpi/mpi_communicator.h"
 #include "harness/results/results.h"
+#include "workloads/config_error.h"
 #include "comm/nccl/nccl_communicator.h"
 
 namespace {
@@ -106,7 +107,12 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {  // std::stod / std::stoi / parse_size on a bad value
     usage_error(std::string("bad flag value: ") + e.what());
   }
-  auto host = make_mpi_world_communicator();
+  std::unique_ptr<Communicator> host;
+  try {
+    host = make_mpi_world_communicator();  // reads SEQSCALE_COMM_TIMEOUT_S: a bad value is a usage error
+  } catch (const ConfigError& e) {
+    usage_error(e.what());
+  }
   const bool root_rank = host->rank() == 0;
 
   std::unique_ptr<Communicator> dev;
@@ -115,7 +121,11 @@ int main(int argc, char** argv) {
   std::string backend = "cpu";
   if (a.backend == "nccl") {
 #if SEQSCALE_HAVE_NCCL
-    dev = make_nccl_communicator(*host, RankLayout::for_world(host->size(), {}), -1);
+    try {
+      dev = make_nccl_communicator(*host, RankLayout::for_world(host->size(), {}), -1);
+    } catch (const ConfigError& e) {  // SEQSCALE_NCCL_ALLTOALL
+      usage_error(e.what());
+    }
     mem = make_device_memory(*dev);
     comm = dev.get();
     backend = "cuda";

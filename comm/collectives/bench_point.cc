@@ -30,18 +30,30 @@ void run_collective_bench_point(const std::string& name, BenchState& s, Communic
   CollBenchOptions o;
   if (s.has("iters")) o.iters = static_cast<int>(s.get_int("iters"));
   if (s.has("warmup")) o.warmup = static_cast<int>(s.get_int("warmup"));
+  o.check = s.checks();
+  if (s.check_only()) {  // the checked op is all that counts
+    o.iters = 1;
+    o.warmup = 0;
+  }
   const int root = s.has("root") ? static_cast<int>(s.get_int("root")) : 0;
   const CollBenchRow r = bench_collective(c, host, mem, *spec, s.get_int("bytes"), s.get_dtype("dtype"), op, root, o);
   if (r.count == 0) s.skip("size below one element per rank");
   s.add_cost(KernelCost{0, static_cast<double>(r.size_bytes), 0});
-  s.record_samples(r.samples_s);
+  if (o.check) {
+    CheckResult check;
+    check.ok = r.wrong == 0;
+    check.checked_elements = r.count;
+    check.worst = std::to_string(r.wrong) + " wrong elements (nccl-tests' rule: exact, or within the dtype's rounding of the reduction)";
+    s.record_check(check);
+  }
+  if (!s.check_only()) s.record_samples(r.samples_s);
   s.set_metric("algbw_GBps", r.algbw_GBps);
   s.set_metric("busbw_GBps", r.busbw_GBps);
   s.set_metric("time_us", r.time_us);
   s.set_metric("wrong_elements", static_cast<double>(r.wrong));
   s.set_metric("nranks", r.nranks);
   s.set_metric("crosses_nodes", world_crosses_nodes(c.size()) ? 1 : 0);  // the tier seqscale calibrate fits
-  if (r.wrong > 0) throw std::runtime_error(name + ": " + std::to_string(r.wrong) + " wrong elements");
+  if (r.wrong > 0) throw CheckFailed("check failed: " + name + ": " + std::to_string(r.wrong) + " wrong elements");
 }
 
 }  // namespace seqscale::comm

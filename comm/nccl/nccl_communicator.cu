@@ -1,18 +1,24 @@
 // NCCL backend (see nccl_communicator.h). Compiled into seqscale_cuda when NCCL is found.
 #include <cuda_runtime.h>
+#include <dlfcn.h>
 #include <nccl.h>
 
 #include "kernels/common/check.h"
 #include "comm/nccl/nccl_communicator.h"
+#include "comm/nccl/nccl_types.h"
 
 #include <array>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <thread>
+#include <type_traits>
 
 #include "comm/str_cat.h"
+#include "harness/bench/registry.h"
+#include "workloads/config_error.h"
 
 // *_CHECK with the collective, group and rank in front of the library's message.
 #define COMM_WRAP(ctx, check)                                                                   \
@@ -27,7 +33,6 @@
 #define COMM_CUDA_CHECK(ctx, call) COMM_WRAP(ctx, CUDA_CHECK(call))
 
 namespace seqscale::comm {
-namespace {
 
 ncclDataType_t nccl_type(DType t) {
   switch (t) {
@@ -49,6 +54,61 @@ ncclRedOp_t nccl_op(ReduceOp op) {
     case ReduceOp::kAvg: return ncclAvg;
   }
   return ncclSum;
+}
+
+namespace {
+
+// ---- all-to-all: ncclAlltoAll when the loaded libnccl has it, grouped send/recv if not ----
+// The header is NCCL 2.28, which added ncclAlltoAll, but the libnccl.so.2 found at run time
+// may be older (the GPU machine's comes from PyTorch's wheel). A direct call would make the
+// first all_to_all die with "symbol lookup error" (every binary at start-up under BIND_NOW),
+// so the symbol is looked up by name and never referenced: `nm -u` on this object lists no
+// ncclAlltoAll. Both conditions must hold: the version says the library has the 2.28 API,
+// dlsym that this build of it exports the entry point.
+using AllToAllFn = ncclResult_t (*)(const void*, void*, size_t, ncclDataType_t, ncclComm_t, cudaStream_t);
+#if NCCL_VERSION_CODE >= NCCL_VERSION(2, 28, 0)
+// decltype does not odr-use the function: no reference to the symbol is emitted.
+static_assert(std::is_same_v<AllToAllFn, decltype(&ncclAlltoAll)>, "ncclAlltoAll's signature changed");
+#endif
+constexpr int kAllToAllMinVersion = 22800;  // NCCL_VERSION(2, 28, 0)
+
+struct NativeAllToAll {
+  int version = 0;            // ncclGetVersion of the loaded library
+  AllToAllFn fn = nullptr;    // nullptr: not available
+};
+const NativeAllToAll& native_all_to_all() {
+  static const NativeAllToAll found = [] {
+    NativeAllToAll f;
+    NCCL_CHECK(ncclGetVersion(&f.version));
+    if (f.version >= kAllToAllMinVersion)
+      f.fn = reinterpret_cast<AllToAllFn>(dlsym(RTLD_DEFAULT, "ncclAlltoAll"));
+    return f;
+  }();
+  return found;
+}
+
+std::string version_string(int code) {
+  // NCCL_VERSION: X*1000+Y*100+Z up to 2.8, X*10000+Y*100+Z from 2.9 on.
+  const int major = code < 10000 ? code / 1000 : code / 10000;
+  const int minor = code < 10000 ? code % 1000 / 100 : code % 10000 / 100;
+  return str_cat({std::to_string(major), ".", std::to_string(minor), ".", std::to_string(code % 100)});
+}
+
+// SEQSCALE_NCCL_ALLTOALL, read when a communicator is made (so a test can make one of each):
+// auto (default): ncclAlltoAll when available; native: ncclAlltoAll or an error;
+// sendrecv: always the grouped send/recv (the fallback, forced to compare both paths).
+// Returns nullptr for send/recv.
+AllToAllFn choose_all_to_all() {
+  const char* env = std::getenv("SEQSCALE_NCCL_ALLTOALL");
+  const std::string mode = env && *env ? env : "auto";
+  if (mode == "sendrecv") return nullptr;
+  if (mode != "auto" && mode != "native")
+    throw ConfigError("SEQSCALE_NCCL_ALLTOALL is '" + mode + "', must be auto, native or sendrecv");
+  const NativeAllToAll& native = native_all_to_all();
+  if (mode == "native" && !native.fn)
+    throw ConfigError("SEQSCALE_NCCL_ALLTOALL is 'native', but the loaded libnccl " + version_string(native.version) +
+                      " has no ncclAlltoAll (needs 2.28 or later)");
+  return native.fn;
 }
 
 int local_rank_from_env() {
@@ -101,8 +161,9 @@ class NcclWork final : public Work {
 class NcclCommunicator final : public Communicator {
  public:
   NcclCommunicator(int rank, int size, int device, ncclComm_t world, std::array<ncclComm_t, kNumGroupKinds> groups,
-                   CommOptions opts)
-      : Communicator(opts), rank_(rank), size_(size), device_(device), world_(world), comms_(groups) {
+                   CommOptions opts, AllToAllFn all_to_all)
+      : Communicator(opts), rank_(rank), size_(size), device_(device), world_(world), comms_(groups),
+        all_to_all_(all_to_all) {
     CUDA_CHECK(cudaSetDevice(device_));
     CUDA_CHECK(cudaStreamCreateWithFlags(&own_stream_, cudaStreamNonBlocking));
     stream_ = own_stream_;
@@ -118,6 +179,7 @@ class NcclCommunicator final : public Communicator {
         if (comms_[k] != world_) ncclCommDestroy(comms_[k]);
       ncclCommDestroy(world_);
     }
+    if (barrier_buf_) cudaFree(barrier_buf_);
     cudaStreamDestroy(own_stream_);
   }
 
@@ -148,17 +210,19 @@ class NcclCommunicator final : public Communicator {
   }
   WorkPtr iall_to_all(GroupKind g, const void* s, void* r, std::int64_t n, DType t) override {
     const auto ctx = begin("all_to_all", g, n * group_size(g) * dtype_bytes(t));
-#if NCCL_VERSION_CODE >= NCCL_VERSION(2, 28, 0)
-    COMM_NCCL_CHECK(ctx, ncclAlltoAll(s, r, static_cast<size_t>(n), nccl_type(t), comm(g), stream_));
-#else
-    const std::int64_t b = n * dtype_bytes(t);
-    COMM_NCCL_CHECK(ctx, ncclGroupStart());
-    for (int j = 0; j < group_size(g); ++j) {
-      COMM_NCCL_CHECK(ctx, ncclSend(static_cast<const char*>(s) + j * b, n, nccl_type(t), j, comm(g), stream_));
-      COMM_NCCL_CHECK(ctx, ncclRecv(static_cast<char*>(r) + j * b, n, nccl_type(t), j, comm(g), stream_));
+    if (all_to_all_) {
+      COMM_NCCL_CHECK(ctx, all_to_all_(s, r, static_cast<size_t>(n), nccl_type(t), comm(g), stream_));
+    } else {  // block j to and from group rank j, in one group so the pairs cannot deadlock
+      const std::int64_t b = n * dtype_bytes(t);
+      COMM_NCCL_CHECK(ctx, ncclGroupStart());
+      for (int j = 0; j < group_size(g); ++j) {
+        COMM_NCCL_CHECK(ctx, ncclSend(static_cast<const char*>(s) + j * b, static_cast<size_t>(n), nccl_type(t), j,
+                                      comm(g), stream_));
+        COMM_NCCL_CHECK(ctx, ncclRecv(static_cast<char*>(r) + j * b, static_cast<size_t>(n), nccl_type(t), j, comm(g),
+                                      stream_));
+      }
+      COMM_NCCL_CHECK(ctx, ncclGroupEnd());
     }
-    COMM_NCCL_CHECK(ctx, ncclGroupEnd());
-#endif
     count(g, Collective::kAllToAll, ctx.bytes);
     return finish(ctx);
   }
@@ -233,6 +297,7 @@ class NcclCommunicator final : public Communicator {
   int device() const { return device_; }
   cudaStream_t stream() const { return stream_; }
   void set_stream(cudaStream_t s) { stream_ = s ? s : own_stream_; }
+  bool uses_native_all_to_all() const { return all_to_all_ != nullptr; }
 
  private:
   OpContext begin(std::string_view name, GroupKind g, std::int64_t bytes) {
@@ -256,6 +321,7 @@ class NcclCommunicator final : public Communicator {
   cudaStream_t own_stream_ = nullptr, stream_ = nullptr;
   void* barrier_buf_ = nullptr;
   bool aborted_ = false;
+  AllToAllFn all_to_all_ = nullptr;  // ncclAlltoAll, or nullptr: grouped send/recv
 };
 
 NcclWork::~NcclWork() {
@@ -319,7 +385,13 @@ class DeviceMemory final : public BenchMemory {
   void* alloc(std::size_t bytes) override {
     void* p = nullptr;
     CUDA_CHECK(cudaSetDevice(device_));
-    CUDA_CHECK(cudaMalloc(&p, bytes ? bytes : 1));
+    const cudaError_t err = cudaMalloc(&p, bytes ? bytes : 1);
+    if (err == cudaErrorMemoryAllocation) {
+      cudaGetLastError();  // not sticky: clear it, and the harness records the point as oom
+      throw OutOfMemory(
+          str_cat({"cudaMalloc of ", std::to_string(bytes), " B for a collective: out of device memory"}));
+    }
+    CUDA_CHECK(err);
     return p;
   }
   void release(void* p) override {
@@ -359,6 +431,9 @@ std::unique_ptr<Communicator> make_nccl_communicator(const NcclBootstrap& bootst
   if (layout.world_size() != size)
     throw CommError(str_cat({"seqscale comm: plan ", layout.describe(), " does not match the ", std::to_string(size),
                              " bootstrap ranks"}));
+  // Before any NCCL init, so a bad SEQSCALE_NCCL_ALLTOALL leaks no communicator. Every rank
+  // decides alone: they load the same libnccl with the same environment (mpirun exports it).
+  const AllToAllFn all_to_all = choose_all_to_all();
   int ndev = 0;
   CUDA_CHECK(cudaGetDeviceCount(&ndev));
   if (device < 0) device = ndev > 0 ? local_rank_from_env() % ndev : 0;
@@ -377,12 +452,13 @@ std::unique_ptr<Communicator> make_nccl_communicator(const NcclBootstrap& bootst
       NCCL_CHECK(ncclCommSplit(world, layout.group_color(g, rank), layout.group_rank(g, rank), &groups[k], nullptr));
     }
   }
-  return std::make_unique<NcclCommunicator>(rank, size, device, world, groups, options);
+  return std::make_unique<NcclCommunicator>(rank, size, device, world, groups, options, all_to_all);
 }
 
 std::vector<std::unique_ptr<Communicator>> make_nccl_communicators_single_process(const RankLayout& layout,
                                                                                   CommOptions options) {
   const int n = layout.world_size();
+  const AllToAllFn all_to_all = choose_all_to_all();
   int ndev = 0;
   CUDA_CHECK(cudaGetDeviceCount(&ndev));
   if (ndev < n)
@@ -408,7 +484,7 @@ std::vector<std::unique_ptr<Communicator>> make_nccl_communicators_single_proces
   }
   std::vector<std::unique_ptr<Communicator>> out;
   for (int r = 0; r < n; ++r)
-    out.push_back(std::make_unique<NcclCommunicator>(r, n, r, world[r], groups[r], options));
+    out.push_back(std::make_unique<NcclCommunicator>(r, n, r, world[r], groups[r], options, all_to_all));
   return out;
 }
 
@@ -418,5 +494,11 @@ void* nccl_stream(Communicator& c) { return as_nccl(c).stream(); }
 std::unique_ptr<BenchMemory> make_device_memory(Communicator& c) {
   return std::make_unique<DeviceMemory>(as_nccl(c).device());
 }
+
+std::string_view nccl_all_to_all_path(Communicator& c) {
+  return as_nccl(c).uses_native_all_to_all() ? "ncclAlltoAll" : "send/recv";
+}
+
+int nccl_runtime_version() { return native_all_to_all().version; }
 
 }  // namespace seqscale::comm

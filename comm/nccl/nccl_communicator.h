@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <string_view>
 #include <vector>
 
 #include "comm/collectives/collective_bench.h"
@@ -42,7 +43,15 @@ std::vector<std::unique_ptr<Communicator>> make_nccl_communicators_single_proces
 void nccl_set_stream(Communicator& nccl, void* cuda_stream);
 void* nccl_stream(Communicator& nccl);
 
-// Device memory on the communicator's GPU, for the collective benchmark.
+// Device memory on the communicator's GPU, for the collective benchmark (cudaMalloc: not
+// the harness's pool, see collectives_bench_nccl.cu).
 std::unique_ptr<BenchMemory> make_device_memory(Communicator& nccl);
+
+// all_to_all: "ncclAlltoAll" when the libnccl loaded at run time has it (2.28 or later),
+// else "send/recv" (ncclSend/ncclRecv in one group). Chosen when the communicator is made;
+// env SEQSCALE_NCCL_ALLTOALL=auto (default) | native (error if missing) | sendrecv (forced).
+std::string_view nccl_all_to_all_path(Communicator& nccl);
+// NCCL_VERSION_CODE of the libnccl loaded at run time (ncclGetVersion), e.g. 22809.
+int nccl_runtime_version();
 
 }  // namespace seqscale::comm

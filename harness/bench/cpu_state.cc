@@ -63,7 +63,23 @@ class CpuBenchState final : public BenchState {
     for (std::int64_t i = 0; i < count; ++i) store(p, i, dtype, value);
   }
 
-  void exec(const std::function<void(void*)>& fn) override {
+  // Test-only hook (SEQSCALE_TEST_PLANT_WRONG_OUTPUT=1): the first value read back is off
+  // by one, as a wrong kernel's output would be, so tests can see a check fail end to end.
+  std::vector<double> read_back(const void* p, std::int64_t count, DType dtype) override {
+    std::vector<double> out(static_cast<std::size_t>(count));
+    for (std::int64_t i = 0; i < count; ++i) out[static_cast<std::size_t>(i)] = load(p, i, dtype);
+    if (const char* plant = std::getenv("SEQSCALE_TEST_PLANT_WRONG_OUTPUT"); plant && *plant == '1' && count > 0) {
+      if (!planted_) out[0] += 1.0;
+      planted_ = true;
+    }
+    return out;
+  }
+
+ protected:
+  void run_once(const std::function<void(void*)>& fn) override { fn(nullptr); }
+
+  void exec_timed(const std::function<void(void*)>& fn) override {
+    timing_name_ = "wall";
     const auto t0 = Clock::now();
     std::int64_t warm_calls = 0;
     do {
@@ -85,12 +101,26 @@ class CpuBenchState final : public BenchState {
     metrics_["calls_per_sample"] = static_cast<double>(batch);
   }
 
+
+ public:
   void memory_metrics(std::map<std::string, double>& out) const override {
     out["peak_bytes"] = static_cast<double>(peak_bytes_);
     out["baseline_bytes"] = 0;
   }
 
  private:
+  static double load(const void* p, std::int64_t i, DType dtype) {
+    switch (dtype) {
+      case DType::kFp32: return static_cast<const float*>(p)[i];
+      case DType::kFp16: return fp16_to_float(static_cast<const std::uint16_t*>(p)[i]);
+      case DType::kBf16: return bf16_to_float(static_cast<const std::uint16_t*>(p)[i]);
+      case DType::kBool: return static_cast<const std::uint8_t*>(p)[i];
+      case DType::kInt32: return static_cast<const std::int32_t*>(p)[i];
+      case DType::kInt64: return static_cast<double>(static_cast<const std::int64_t*>(p)[i]);
+    }
+    return 0;
+  }
+
   static void store(void* p, std::int64_t i, DType dtype, float v) {
     switch (dtype) {
       case DType::kFp32: static_cast<float*>(p)[i] = v; break;
@@ -107,6 +137,7 @@ class CpuBenchState final : public BenchState {
   std::int64_t current_bytes_ = 0;
   std::int64_t peak_bytes_ = 0;
   std::int64_t budget_bytes_ = 0;
+  bool planted_ = false;
 };
 
 }  // namespace

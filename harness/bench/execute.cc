@@ -38,9 +38,19 @@ PointResult execute_point(const MatrixPoint& point) {
     } else {
       state = make_cpu_state(point);
     }
-    NvtxRange range(point.id);  // the whole point: setup, warm-up, samples
+    state->set_check_mode(point.timing.check, point.timing.check_only);
+    NvtxRange range(point.id);  // the whole point: setup, check, warm-up, samples
     def->body(*state);
-    if (state->samples().empty()) throw std::runtime_error("benchmark recorded no samples (exec not called)");
+    state->finish();
+    if (point.timing.check_only) {
+      // Nothing is timed: the point is ok when its check passed, skipped when it has none.
+      if (!state->check_result()) {
+        throw SkipPoint("check-only: " + (state->no_check_reason().empty() ? std::string("this benchmark has no CPU reference to check against")
+                                                                          : state->no_check_reason()));
+      }
+    } else if (state->samples().empty()) {
+      throw std::runtime_error("benchmark recorded no samples (exec not called)");
+    }
     r.status = PointStatus::kOk;
   } catch (const OutOfMemory& e) {
     r.status = PointStatus::kOom;
@@ -53,7 +63,11 @@ PointResult execute_point(const MatrixPoint& point) {
     r.reason = e.what();
   }
   if (state) {
-    if (r.status == PointStatus::kOk) r.samples_s = state->samples();
+    if (r.status == PointStatus::kOk) {
+      r.samples_s = state->samples();
+      r.timing = state->timing();
+    }
+    r.check = state->check_result();
     r.declared_flops = state->cost().flops;
     r.declared_bytes = state->cost().bytes;
     for (const auto& [k, v] : state->metrics()) r.metrics[k] = v;

@@ -34,12 +34,18 @@ class PricingState final : public BenchState {
   }
   void fill_random(void*, std::int64_t, DType, std::uint64_t, float, float) override {}
   void fill_value(void*, std::int64_t, DType, float) override {}
-  void exec(const std::function<void(void*)>&) override { executed_ = true; }
+  std::vector<double> read_back(const void*, std::int64_t count, DType) override {
+    return std::vector<double>(static_cast<std::size_t>(count), 0.0);  // never read: nothing ran
+  }
   bool executes() const override { return false; }
   void memory_metrics(std::map<std::string, double>& out) const override {
     out["peak_bytes"] = static_cast<double>(bytes_);
   }
   bool executed() const { return executed_; }
+
+ protected:
+  void exec_timed(const std::function<void(void*)>&) override { executed_ = true; }
+  void run_once(const std::function<void(void*)>&) override {}
 
  private:
   Backend backend_;

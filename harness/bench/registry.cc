@@ -1,5 +1,7 @@
 #include "harness/bench/registry.h"
 
+#include <sstream>
+
 #include "workloads/config_error.h"
 
 namespace seqscale {
@@ -41,6 +43,37 @@ DType BenchState::get_dtype(const std::string& name) const {
   DType t;
   if (!parse_dtype(s, &t)) throw ConfigError("benchmark parameter '" + name + "' is '" + s + "', not a dtype");
   return t;
+}
+
+void BenchState::check(const std::function<void(void*)>& fn, const std::function<CheckResult()>& compare) {
+  if (!checks()) return;
+  if (check_) throw std::logic_error("BenchState::check called twice for one point");
+  run_once(fn);
+  check_ = compare();
+  if (!check_->ok) {
+    std::ostringstream os;
+    os << "check failed: " << check_->worst << "; max_abs_err " << check_->max_abs_err << ", tolerance "
+       << check_->tolerance.describe();
+    throw CheckFailed(os.str());
+  }
+}
+
+std::vector<float> BenchState::read_rows(const void* p, const std::vector<std::int64_t>& rows, std::int64_t row_elems,
+                                         DType dtype) {
+  std::vector<float> out;
+  out.reserve(rows.size() * static_cast<std::size_t>(row_elems));
+  const auto* base = static_cast<const unsigned char*>(p);
+  const std::int64_t row_bytes = row_elems * dtype_bytes(dtype);
+  bool contiguous = true;
+  for (std::size_t i = 0; i < rows.size(); ++i) contiguous = contiguous && rows[i] == static_cast<std::int64_t>(i);
+  if (contiguous) {
+    for (double v : read_back(p, static_cast<std::int64_t>(rows.size()) * row_elems, dtype)) out.push_back(static_cast<float>(v));
+    return out;
+  }
+  for (std::int64_t r : rows) {
+    for (double v : read_back(base + r * row_bytes, row_elems, dtype)) out.push_back(static_cast<float>(v));
+  }
+  return out;
 }
 
 bool register_bench(BenchDef def) {

@@ -7,8 +7,15 @@
 //     const auto rows = s.get_int("rows"), cols = s.get_int("cols");
 //     s.add_cost(layernorm_fwd_cost(rows, cols, s.get_dtype("dtype")));  // the model's declaration
 //     auto* x = s.alloc_array<float>(rows * cols); ...
-//     s.exec([&](void*) { layernorm_fwd_ref(...); });
+//     s.check([&](void*) { layernorm_fwd_cpu(...); },                 // one untimed call,
+//             [&] { return compare_values("y", y, reference_y, tol); });  // then the check
+//     s.exec([&](void*) { layernorm_fwd_cpu(...); });                   // only then timing
 //   });
+//
+// Check before time (llm.c's dev/cuda): a body with a CPU reference makes one checked call
+// before warm-up. A failed check makes the point `failed` ("check failed: ...") and it is
+// not timed; with check_only (`seqscale bench --check-only`) exec() returns at once, so a
+// matrix tells in seconds which kernels are right on a new device.
 //
 // CUDA benchmarks live in .cu files (seqscale_cuda) and receive the cudaStream_t as void*.
 #pragma once
@@ -16,12 +23,14 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "kernels/common/check_result.h"
 #include "workloads/dtype.h"
 #include "workloads/step_program.h"
 
@@ -40,6 +49,11 @@ class OutOfMemory : public std::runtime_error {
 class SkipPoint : public std::runtime_error {
  public:
   explicit SkipPoint(const std::string& what) : std::runtime_error(what) {}
+};
+// Thrown by BenchState::check when the output disagrees with the reference: `failed`.
+class CheckFailed : public std::runtime_error {
+ public:
+  explicit CheckFailed(const std::string& what) : std::runtime_error(what) {}
 };
 
 class BenchState {
@@ -74,9 +88,40 @@ class BenchState {
                            float lo = -1.f, float hi = 1.f) = 0;
   virtual void fill_value(void* p, std::int64_t count, DType dtype, float value) = 0;
 
+  // One untimed call of `fn` (synchronised), then `compare` (which reads the outputs back
+  // with read_back and compares them with the CPU reference). Records the result; throws
+  // CheckFailed when it is not ok. Does nothing where nothing executes (the model's side)
+  // or when the matrix turned checks off. Call before exec(), once per point.
+  void check(const std::function<void(void* stream)>& fn, const std::function<CheckResult()>& compare);
+  // True when check() will run: bodies gather the reference's inputs (read_back) only then.
+  bool checks() const { return executes() && check_enabled_; }
+  // A body that cannot check this point (no reference at this size) says why; with
+  // check-only the point is then `skipped` with that reason.
+  void no_check(const std::string& why) { no_check_reason_ = why; }
+  const std::string& no_check_reason() const { return no_check_reason_; }
+  // One untimed call that prepares inputs (e.g. the forward whose statistics a backward
+  // benchmark reads); runs only where the body executes.
+  void setup_call(const std::function<void(void* stream)>& fn) {
+    if (executes()) run_once(fn);
+  }
+  // `count` values of `dtype` at `p` (device or host memory of this backend) as doubles.
+  virtual std::vector<double> read_back(const void* p, std::int64_t count, DType dtype) = 0;
+  const std::optional<CheckResult>& check_result() const { return check_; }
+  // Rows `rows` (each `row_elems` values of `dtype`, row-major from `p`) back to back, as
+  // floats: the values a kernel saw, exactly (fp16/bf16 widen to float losslessly). One
+  // read when `rows` is every row, one per row otherwise.
+  std::vector<float> read_rows(const void* p, const std::vector<std::int64_t>& rows, std::int64_t row_elems,
+                               DType dtype);
+
   // Runs `fn` (given the CUDA stream on kCuda, nullptr on kCpu) under the harness's timing
-  // rules and records the samples. Call once per point.
-  virtual void exec(const std::function<void(void* stream)>& fn) = 0;
+  // rules and records the samples. Call once per point. Returns at once with check_only.
+  void exec(const std::function<void(void* stream)>& fn) {
+    if (!check_only_) exec_timed(fn);
+  }
+  bool check_only() const { return check_only_; }
+  // "cupti", "events" (CUDA events: CUPTI off, unavailable, or it missed a sample) or
+  // "wall" (CPU clock); empty before exec.
+  const std::string& timing() const { return timing_name_; }
   // False on the model's side (`bench --source model`): exec() does not run the body's
   // work, so a body whose memory lives inside exec declares it another way (replaying its
   // StepProgram's memory events through alloc/release).
@@ -85,6 +130,10 @@ class BenchState {
   // For suites that must keep their own time (collectives: barrier, then max over ranks,
   // nccl-tests method): hand the harness the per-iteration seconds instead of calling exec.
   void record_samples(std::vector<double> seconds) { samples_ = std::move(seconds); }
+  // ...and their own check (collectives: the untimed op's output against the expected data).
+  void record_check(const CheckResult& r) {
+    if (checks()) check_ = r;
+  }
 
   // Extra per-point numbers (e.g. busbw_GBps, wrong_elements); written under "metrics".
   void set_metric(const std::string& name, double value) { metrics_[name] = value; }
@@ -97,17 +146,34 @@ class BenchState {
 
   // Harness side.
   explicit BenchState(nlohmann::json params) : params_(std::move(params)) {}
+  void set_check_mode(bool enabled, bool check_only) {
+    check_enabled_ = enabled;
+    check_only_ = check_only;
+  }
   const std::map<std::string, double>& metrics() const { return metrics_; }
   const std::vector<double>& samples() const { return samples_; }
+  // Called after the body returns (its locals destroyed): a backend raises here what it
+  // could not throw earlier (a failed free inside a destructor), so the point fails.
+  virtual void finish() {}
   // Memory numbers of the point (peak_bytes, baseline_bytes, ...), filled by the backend.
   virtual void memory_metrics(std::map<std::string, double>& out) const = 0;
 
  protected:
+  // The backend's timing loop (warm-up, samples, stop rule) behind exec().
+  virtual void exec_timed(const std::function<void(void* stream)>& fn) = 0;
+  // One call of `fn`, finished (the stream synchronised) when it returns.
+  virtual void run_once(const std::function<void(void* stream)>& fn) = 0;
+
   nlohmann::json params_;
   KernelCost cost_;
   std::map<std::string, double> metrics_;
   std::shared_ptr<const StepProgram> program_;
   std::vector<double> samples_;
+  std::string timing_name_;
+  std::optional<CheckResult> check_;
+  std::string no_check_reason_;
+  bool check_enabled_ = true;
+  bool check_only_ = false;
 };
 
 struct BenchDef {

@@ -1,6 +1,7 @@
 // seqscale bench: expand a matrix, run its points (isolated, resumable), write DIR/results.json.
 //   seqscale bench --matrix layernorm --out out/ln [--filter REGEX] [--dry-run]
 //   seqscale bench --suite collectives --out out/coll      (matrix named after the suite)
+#include <cstdlib>
 #include <iostream>
 #include <optional>
 #include <regex>
@@ -35,6 +36,11 @@ int run_bench(const std::vector<std::string>& args) {
     ("out", po::value(&out_dir), "output directory (results.json is written and resumed there)")
     ("filter", po::value(&filter), "regex on point ids (suite/bench/backend/axis=value,...)")
     ("dry-run", "list the points and exit")
+    ("check-only", "run each point's one checked call against its CPU reference and skip the timing "
+     "(fastest way to learn which kernels are right on a new device)")
+    ("no-check", "skip the checked call before timing (huge shapes whose CPU reference is too slow)")
+    ("comm-timeout-s", po::value<double>(), "abort a collective that has not finished after this many seconds "
+     "(default 300, or SEQSCALE_COMM_TIMEOUT_S); short on a lent GPU so a hang costs seconds")
     ("retry-failed", "rerun points recorded as failed")
     ("isolation", po::value(&isolation)->default_value("worker"),
      "worker (child process, replaced after a crash), process (one per point) or none")
@@ -51,7 +57,18 @@ int run_bench(const std::vector<std::string>& args) {
   if (matrix_name.empty()) matrix_name = suite;
   if (out_dir.empty() && !vm.count("dry-run")) throw UsageError("seqscale bench: --out is required");
 
+  if (vm.count("comm-timeout-s")) {
+    const double t = vm["comm-timeout-s"].as<double>();
+    if (!(t > 0 && t <= 86400)) throw UsageError("seqscale bench: --comm-timeout-s must be in (0, 86400] seconds");
+    // The communicators read it from the environment, in this process and in its workers.
+    ::setenv("SEQSCALE_COMM_TIMEOUT_S", std::to_string(t).c_str(), 1);
+  }
   Matrix matrix = load_matrix(matrix_name);
+  if (vm.count("check-only") && vm.count("no-check")) throw UsageError("seqscale bench: --check-only and --no-check exclude each other");
+  for (auto& p : matrix.points) {
+    if (vm.count("check-only")) p.timing.check = p.timing.check_only = true;
+    if (vm.count("no-check")) p.timing.check = false;
+  }
   if (!suite.empty()) std::erase_if(matrix.points, [&](const MatrixPoint& p) { return p.suite != suite; });
 
   const std::string source = vm["source"].as<std::string>();

@@ -37,15 +37,15 @@ int run_gate(const std::vector<std::string>& args) {
     for (const auto& row : r.rows) {
       j["rows"].push_back({{"id", row.id}, {"outcome", gate_outcome_name(row.outcome)}, {"ratio", row.ratio},
                            {"ci", {row.ci_lo, row.ci_hi}}, {"p", row.p_value}, {"band", row.band},
-                           {"note", row.note}});
+                           {"check", row.check}, {"note", row.note}});
     }
     std::cout << j.dump(2) << "\n";
   } else {
-    std::printf("%-13s %8s %17s %9s %6s  %s\n", "outcome", "ratio", "95% CI", "p", "band", "point");
+    std::printf("%-13s %8s %17s %9s %6s %-6s  %s\n", "outcome", "ratio", "95% CI", "p", "band", "check", "point");
     for (const auto& row : r.rows) {
-      std::printf("%-13s %8.4f [%7.4f,%7.4f] %9.2g %5.1f%%  %s%s%s\n",
+      std::printf("%-13s %8.4f [%7.4f,%7.4f] %9.2g %5.1f%% %-6s  %s%s%s\n",
                   std::string(gate_outcome_name(row.outcome)).c_str(), row.ratio, row.ci_lo, row.ci_hi,
-                  row.p_value, row.band * 100, row.id.c_str(), row.note.empty() ? "" : "  -- ",
+                  row.p_value, row.band * 100, row.check.c_str(), row.id.c_str(), row.note.empty() ? "" : "  -- ",
                   row.note.c_str());
     }
     std::printf("overall: %s\n", std::string(gate_outcome_name(r.overall)).c_str());

@@ -23,6 +23,7 @@ SEQSCALE_BENCH(transformer_step_cuda, "transformer_step", "steps", Backend::kCud
   void* c = s.alloc(static_cast<std::size_t>(m * k * 2));
   s.fill_random(a, m * k, DType::kBf16, 1);
   s.fill_random(b, k * k, DType::kBf16, 2);
+  s.no_check("synthetic step: FLOP-equivalent GEMMs with no reference output (the real layer is issue 14)");
   cublasHandle_t handle = nullptr;  // created on first exec: bodies touch the device only there
   s.exec([&](void* stream) {
     if (!handle) CUBLAS_CHECK(cublasCreate(&handle));

@@ -68,7 +68,8 @@ nlohmann::json timing_to_json(const TimingPolicy& t) {
   return {{"warmup_s", t.warmup_s},       {"max_noise", t.max_noise},
           {"min_samples", t.min_samples}, {"max_samples", t.max_samples},
           {"time_cap_s", t.time_cap_s},   {"min_sample_s", t.min_sample_s},
-          {"flush_l2", t.flush_l2},       {"cupti", t.cupti}};
+          {"flush_l2", t.flush_l2},       {"cupti", t.cupti},
+          {"check", t.check},             {"check_only", t.check_only}};
 }
 
 TimingPolicy timing_from_json(const nlohmann::json& j, const std::string& where) {
@@ -82,6 +83,9 @@ TimingPolicy timing_from_json(const nlohmann::json& j, const std::string& where)
   t.min_sample_s = f.number_or("min_sample_s", t.min_sample_s, 0, 10);
   t.flush_l2 = f.boolean_or("flush_l2", t.flush_l2);
   t.cupti = f.boolean_or("cupti", t.cupti);
+  t.check = f.boolean_or("check", t.check);
+  t.check_only = f.boolean_or("check_only", t.check_only);
+  if (t.check_only && !t.check) f.fail("check_only", "needs check: true");
   f.reject_unknown();
   return t;
 }

@@ -30,6 +30,8 @@ struct TimingPolicy {
   double min_sample_s = 1e-4;  // CPU: batch calls so one sample spans at least this
   bool flush_l2 = true;        // GPU: flush L2 before each sample (cold-cache timing)
   bool cupti = true;           // GPU: take kernel times from CUPTI activity records when available
+  bool check = true;           // one checked call against the CPU reference before timing
+  bool check_only = false;     // `bench --check-only`: the check, then no timing at all
 };
 
 struct MatrixPoint {

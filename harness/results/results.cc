@@ -92,6 +92,18 @@ nlohmann::json to_json(const PointResult& p) {
                 {"rel_noise", p.stats.rel_noise}, {"mad_s", p.stats.mad}};
   j["declared"] = {{"flops", p.declared_flops}, {"bytes", p.declared_bytes}};
   j["metrics"] = p.metrics;
+  if (p.check) {
+    const CheckResult& c = *p.check;
+    j["check"] = {{"ok", c.ok},
+                  {"max_abs_err", c.max_abs_err},
+                  {"max_rel_err", c.max_rel_err},
+                  {"tolerance", {{"abs", c.tolerance.abs}, {"rel", c.tolerance.rel}, {"rel_to_max", c.tolerance.rel_to_max}}},
+                  {"checked_elements", c.checked_elements},
+                  {"worst_ratio", c.worst_ratio},
+                  {"worst", c.worst},
+                  {"scope", c.scope}};
+  }
+  if (!p.timing.empty()) j["timing"] = p.timing;
   j["wall_s"] = p.wall_s;
   return j;
 }
@@ -151,6 +163,33 @@ PointResult point_from_json(const nlohmann::json& j, const std::string& where) {
       if (!v.is_number()) fp.fail("metrics." + k, "must be a number");
       p.metrics[k] = v.get<double>();
     }
+  }
+  if (const auto* c = fp.optional("check")) {
+    const std::string at = "points[" + p.id + "].check";
+    JsonFields fc(*c, where, at);
+    CheckResult r;
+    const auto& ok = fc.raw("ok");
+    if (!ok.is_boolean()) fc.fail("ok", "must be true or false");
+    r.ok = ok.get<bool>();
+    r.max_abs_err = fc.number_or("max_abs_err", 0, 0, 1e308);
+    r.max_rel_err = fc.number_or("max_rel_err", 0, 0, 1e308);
+    r.checked_elements = fc.integer_or("checked_elements", 0, 0, std::int64_t{1} << 62);
+    r.worst_ratio = fc.number_or("worst_ratio", 0, 0, 1e308);
+    r.worst = fc.str_or("worst", "");
+    r.scope = fc.str_or("scope", "");
+    if (const auto* t = fc.optional("tolerance")) {
+      JsonFields ft(*t, where, at + ".tolerance");
+      r.tolerance.abs = ft.number_or("abs", 0, 0, 1e308);
+      r.tolerance.rel = ft.number_or("rel", 0, 0, 1e308);
+      r.tolerance.rel_to_max = ft.number_or("rel_to_max", 0, 0, 1e308);
+      ft.reject_unknown();
+    }
+    fc.reject_unknown();
+    p.check = r;
+  }
+  p.timing = fp.str_or("timing", "");
+  if (!p.timing.empty() && p.timing != "cupti" && p.timing != "events" && p.timing != "wall") {
+    fp.fail("timing", "is '" + p.timing + "', must be cupti, events or wall");
   }
   p.wall_s = fp.number_or("wall_s", 0, 0, 1e12);
   fp.reject_unknown();

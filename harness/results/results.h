@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "harness/bench/stats.h"
+#include "kernels/common/check_result.h"
 
 namespace seqscale {
 
@@ -49,6 +50,8 @@ struct PointResult {
   double declared_flops = 0;
   double declared_bytes = 0;
   std::map<std::string, double> metrics;  // peak_bytes, GBps, TFLOPs, busbw_GBps, ...
+  std::optional<CheckResult> check;  // the checked call against the CPU reference, if any
+  std::string timing;          // "cupti" | "events" | "wall" for timed points, else ""
   double wall_s = 0;           // harness time spent on the point, overhead included
 };
 

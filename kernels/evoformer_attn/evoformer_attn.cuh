@@ -2,8 +2,9 @@
 // [B, N, L, H, D]; mask bias [B, N, 1, 1, L]; pair bias [B, 1, H, L, L]; all in `io`
 // (fp32, fp16, bf16) with fp32 accumulation.
 //
-// Naive path (the OpenFold baseline): cuBLAS batched GEMMs for Q K^T and P V around the
-// fused scale+mask+bias softmax (kernels/softmax), with the probabilities [B, N, H, L, L]
+// Naive path (the OpenFold baseline): cuBLAS batched GEMMs for Q K^T / sqrt(D) (the scale
+// folded into the GEMM's alpha, so fp16 logits cannot overflow) and P V around the fused
+// mask+bias softmax (kernels/softmax, scale 1), with the probabilities [B, N, H, L, L]
 // materialised and saved for the backward. Its memory is what the fused kernel removes.
 #pragma once
 #include <cublas_v2.h>

@@ -1,7 +1,8 @@
 // CUDA benchmarks of the naive Evoformer attention (the OpenFold baseline): forward, and
 // forward + backward. Axes: B, N, L, H, D, dtype, pair_bias (0/1). Every buffer comes from
 // the harness's pool, so peak_bytes shows the materialised logits (12.08 GB per copy at the
-// finetuning extra-MSA shape) and an `oom` where they do not fit.
+// finetuning extra-MSA shape) and an `oom` where they do not fit. Every point is checked
+// against the double reference before it is timed (evoformer_attn_bench.h).
 #include <cublas_v2.h>
 
 #include <memory>
@@ -10,6 +11,7 @@
 #include "harness/bench/registry.h"
 #include "kernels/common/check.h"
 #include "kernels/evoformer_attn/evoformer_attn.cuh"
+#include "kernels/evoformer_attn/evoformer_attn_bench.h"
 #include "workloads/config_error.h"
 
 namespace seqscale {
@@ -87,19 +89,45 @@ struct Cublas {
   }
 };
 
+EvoformerAttnCheckBuffers check_buffers(const EvoformerAttnParams& p) {
+  EvoformerAttnCheckBuffers b;
+  b.q = p.q;
+  b.k = p.k;
+  b.v = p.v;
+  b.mask = p.mask_bias;
+  b.pair = p.pair_bias;
+  b.o = p.o;
+  return b;
+}
+
+template <typename Grads>
+EvoformerAttnCheckBuffers check_buffers(const EvoformerAttnParams& p, const Grads& g) {
+  EvoformerAttnCheckBuffers b = check_buffers(p);
+  b.d_o = g.d_o;
+  b.dq = g.dq;
+  b.dk = g.dk;
+  b.dv = g.dv;
+  b.d_pair = g.d_pair;
+  return b;
+}
+
 SEQSCALE_BENCH(evoformer_attn_naive_fwd_cuda, "evoformer_attn_naive_fwd", "kernels", Backend::kCuda, [](BenchState& s) {
   NaiveSetup n = setup(s, false);
   Cublas cublas;
-  s.exec([&](void* stream) { evoformer_attn_naive_fwd(n.p, cublas.get(), static_cast<cudaStream_t>(stream)); });
+  const auto run = [&](void* stream) { evoformer_attn_naive_fwd(n.p, cublas.get(), static_cast<cudaStream_t>(stream)); };
+  s.check(run, [&] { return check_evoformer_attn(s, n.p.shape, n.p.io, check_buffers(n.p)); });
+  s.exec(run);
 });
 
 SEQSCALE_BENCH(evoformer_attn_naive_fwdbwd_cuda, "evoformer_attn_naive_fwdbwd", "kernels", Backend::kCuda, [](BenchState& s) {
   NaiveSetup n = setup(s, true);
   Cublas cublas;
-  s.exec([&](void* stream) {
+  const auto run = [&](void* stream) {
     evoformer_attn_naive_fwd(n.p, cublas.get(), static_cast<cudaStream_t>(stream));
     evoformer_attn_naive_bwd(n.p, n.g, cublas.get(), static_cast<cudaStream_t>(stream));
-  });
+  };
+  s.check(run, [&] { return check_evoformer_attn(s, n.p.shape, n.p.io, check_buffers(n.p, n.g)); });
+  s.exec(run);
 });
 
 struct FusedSetup {
@@ -140,15 +168,19 @@ FusedSetup fused_setup(BenchState& s, bool backward) {
 
 SEQSCALE_BENCH(evoformer_attn_fused_fwd_cuda, "evoformer_attn_fused_fwd", "kernels", Backend::kCuda, [](BenchState& s) {
   FusedSetup f = fused_setup(s, false);
-  s.exec([&](void* stream) { evoformer_attn_fused_fwd(f.p, static_cast<cudaStream_t>(stream)); });
+  const auto run = [&](void* stream) { evoformer_attn_fused_fwd(f.p, static_cast<cudaStream_t>(stream)); };
+  s.check(run, [&] { return check_evoformer_attn(s, f.p.a.shape, f.p.a.io, check_buffers(f.p.a)); });
+  s.exec(run);
 });
 
 SEQSCALE_BENCH(evoformer_attn_fused_fwdbwd_cuda, "evoformer_attn_fused_fwdbwd", "kernels", Backend::kCuda, [](BenchState& s) {
   FusedSetup f = fused_setup(s, true);
-  s.exec([&](void* stream) {
+  const auto run = [&](void* stream) {
     evoformer_attn_fused_fwd(f.p, static_cast<cudaStream_t>(stream));
     evoformer_attn_fused_bwd(f.p, f.g, static_cast<cudaStream_t>(stream));
-  });
+  };
+  s.check(run, [&] { return check_evoformer_attn(s, f.p.a.shape, f.p.a.io, check_buffers(f.p.a, f.g)); });
+  s.exec(run);
 });
 
 }  // namespace

@@ -331,7 +331,6 @@ void bwd_typed(const EvoformerAttnFusedParams& p, const EvoformerAttnFusedGrads&
     CUDA_CHECK_LAUNCH();
   }
   if (gr.d_mask) {
-    if (!gr.d_mask_partial) throw std::invalid_argument("evoformer_attn_fused_bwd: d_mask needs d_mask_partial");
     const std::int64_t total = a.shape.rows() * a.shape.len;
     mask_grad_reduce<<<static_cast<unsigned>((total + 255) / 256), 256, 0, st>>>(gr.d_mask_partial, gr.d_mask,
                                                                                   a.shape.rows(), a.shape.heads, a.shape.len);
@@ -389,6 +388,9 @@ void evoformer_attn_fused_fwd(const EvoformerAttnFusedParams& p, cudaStream_t st
 void evoformer_attn_fused_bwd(const EvoformerAttnFusedParams& p, const EvoformerAttnFusedGrads& g, cudaStream_t stream) {
   check(p);
   if (!g.d_o || !g.dq || !g.dk || !g.dv || !g.row_dot) throw std::invalid_argument("evoformer_attn_fused_bwd: null gradient buffer");
+  // Checked here, before any launch: thrown after the dK/dV kernels it would leave the
+  // gradients half written.
+  if (g.d_mask && !g.d_mask_partial) throw std::invalid_argument("evoformer_attn_fused_bwd: d_mask needs d_mask_partial");
   dispatch<Bwd>(p.a.io, p.a.shape.head_dim, p, g, stream);
 }
 

@@ -92,16 +92,20 @@ __device__ __forceinline__ void load_rows(T* dst, int ld, const T* src, const Tc
 }
 
 // Large tiles need more than 48 KB of shared memory: opt in once per kernel and device
-// (the attribute is per device; launches may come from several host threads).
+// (the attribute is per device; launches may come from several host threads). A pair is
+// recorded only after the opt-in succeeded: a failed one (e.g. a sticky error from an
+// earlier fault) throws with its own message now and is tried again at the next launch,
+// rather than being skipped there and surfacing as a launch-configuration error.
 inline void allow_smem(const void* kernel, std::size_t bytes) {
   static std::mutex mu;
   static std::set<std::pair<const void*, int>> done;
   int device = 0;
   CUDA_CHECK(cudaGetDevice(&device));
   const std::lock_guard<std::mutex> lock(mu);
-  if (done.emplace(kernel, device).second) {
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
-  }
+  const std::pair<const void*, int> key(kernel, device);
+  if (done.count(key) != 0) return;
+  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+  done.insert(key);
 }
 
 }  // namespace seqscale::evoformer_tc

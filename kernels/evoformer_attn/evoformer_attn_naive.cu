@@ -1,10 +1,15 @@
 // evoformer_attn_naive: the materialised baseline. Per head h (H <= 8 calls), one
-// strided-batched GEMM over the B*N rows: row-major S = Q K^T is column-major S^T = K Q^T
-// with Q, K read in place from [B, N, L, H, D] (leading dimension H*D, batch stride L*H*D).
-// Then the fused softmax adds 1/sqrt(D) scaling, mask and pair bias in place; then O = P V.
-// Backward: dV = P^T dO, dP = dO V^T, dS = P (dP - rowsum(dP P)) (softmax backward, scale 1
-// so dS is also the bias gradient), dQ = dS K / sqrt(D), dK = dS^T Q / sqrt(D); d(pair) sums
-// dS over N and d(mask) over heads and query rows, in fp32 with a deterministic loop.
+// strided-batched GEMM over the B*N rows: row-major S = Q K^T / sqrt(D) is column-major
+// S^T = K Q^T / sqrt(D) with Q, K read in place from [B, N, L, H, D] (leading dimension H*D,
+// batch stride L*H*D). The 1/sqrt(D) is the GEMM's alpha, applied to the fp32 accumulator
+// before S is rounded to the I/O dtype: stored unscaled, S would overflow fp16 where
+// |q.k| > 65504 although the logit |q.k| / sqrt(D) fits (the relative rounding is the same
+// either way). Then the fused softmax (scale 1) adds mask and pair bias in place; O = P V.
+// Backward: dV = P^T dO, dP = dO V^T, dS = P (dP - rowsum(dP P)) (softmax backward, scale
+// 1 as in the forward; the biases are added to S unscaled, so dS is also their gradient);
+// S = Q K^T / sqrt(D) gives dQ = dS K / sqrt(D), dK = dS^T Q / sqrt(D): exactly one
+// 1/sqrt(D), the alpha of those two GEMMs. d(pair) sums dS over N and d(mask) over heads
+// and query rows, in fp32 with a deterministic loop.
 #include "kernels/evoformer_attn/evoformer_attn.cuh"
 
 #include <cuda_bf16.h>
@@ -99,12 +104,13 @@ void reduce_grads(const EvoformerAttnParams& p, const EvoformerAttnGrads& g, cud
 void evoformer_attn_naive_fwd(const EvoformerAttnParams& p, cublasHandle_t handle, cudaStream_t stream) {
   const Geometry g = geometry(p);
   const cudaDataType_t t = cuda_type(p.io);
+  const float scale = 1.f / std::sqrt(static_cast<float>(p.shape.head_dim));
   CUBLAS_CHECK(cublasSetStream(handle, stream));
   for (std::int64_t h = 0; h < p.shape.heads; ++h) {
     const std::size_t head_off = static_cast<std::size_t>(h * g.D) * g.es;
     const std::size_t probs_off = static_cast<std::size_t>(h * g.L) * g.L * g.es;
-    // S^T[j, i] = sum_d K[j, d] Q[i, d]: column-major m = L (keys), n = L (queries), k = D.
-    gemm(handle, CUBLAS_OP_T, CUBLAS_OP_N, g.L, g.L, g.D, 1.f, at(p.k, head_off), g.ld_qkv, g.stride_qkv,
+    // S^T[j, i] = scale * sum_d K[j, d] Q[i, d]: column-major m = L (keys), n = L (queries), k = D.
+    gemm(handle, CUBLAS_OP_T, CUBLAS_OP_N, g.L, g.L, g.D, scale, at(p.k, head_off), g.ld_qkv, g.stride_qkv,
          at(p.q, head_off), g.ld_qkv, g.stride_qkv, 0.f, at(p.probs, probs_off), g.L, g.stride_probs, g.batch, t);
   }
   SoftmaxFwdParams sp;
@@ -112,7 +118,7 @@ void evoformer_attn_naive_fwd(const EvoformerAttnParams& p, cublasHandle_t handl
   sp.mask = p.mask_bias;
   sp.bias = p.pair_bias;
   sp.shape = {p.shape.batch, p.shape.n, p.shape.heads, p.shape.len, p.shape.len};
-  sp.scale = 1.f / std::sqrt(static_cast<float>(p.shape.head_dim));
+  sp.scale = 1.f;  // 1/sqrt(D) is already in S (the GEMM's alpha); the biases are never scaled
   sp.io = p.io;
   softmax_fwd(sp, stream);
   for (std::int64_t h = 0; h < p.shape.heads; ++h) {
@@ -143,7 +149,7 @@ void evoformer_attn_naive_bwd(const EvoformerAttnParams& p, const EvoformerAttnG
   SoftmaxBwdParams sb;
   sb.y = p.probs;
   sb.dy = gr.d_probs;
-  sb.dx = gr.d_probs;  // dS over dP, in place; scale 1: dS is the biases' gradient
+  sb.dx = gr.d_probs;  // dS over dP, in place; scale 1 (as in the forward): dS is the biases' gradient
   sb.shape = {p.shape.batch, p.shape.n, p.shape.heads, p.shape.len, p.shape.len};
   sb.scale = 1.f;
   sb.io = p.io;

@@ -6,11 +6,23 @@
 // gradient. Backward returns dQ, dK, dV, d(pair bias) summed over N and d(mask bias)
 // summed over heads and query rows.
 #pragma once
+#include "workloads/dtype.h"
+#include "kernels/common/check_result.h"
 #include <vector>
 
 #include "kernels/evoformer_attn/evoformer_attn_cost.h"
 
 namespace seqscale {
+
+// Tolerances against this reference (tests and bench checks; ANCHORS.md s1, DS4Sci's own
+// test): max-abs error 1e-2 (fp16) / 5e-2 (bf16) / 1e-4 (fp32) for O, dQ, dK, dV; twice
+// that for d(pair bias) (a sum over N); 2 x heads x that for d(mask bias) (summed over heads).
+inline double evoformer_attn_abs_tolerance(DType t) { return t == DType::kFp32 ? 1e-4 : (t == DType::kFp16 ? 1e-2 : 5e-2); }
+inline CheckTolerance evoformer_attn_tolerance(DType t) { return {evoformer_attn_abs_tolerance(t), 0, 0}; }
+inline CheckTolerance evoformer_attn_dpair_tolerance(DType t) { return {2 * evoformer_attn_abs_tolerance(t), 0, 0}; }
+inline CheckTolerance evoformer_attn_dmask_tolerance(DType t, std::int64_t heads) {
+  return {2 * evoformer_attn_abs_tolerance(t) * static_cast<double>(heads), 0, 0};
+}
 
 struct EvoformerAttnRefOut {
   std::vector<double> o;    // [B, N, L, H, D]

@@ -1,6 +1,7 @@
 #include "kernels/evoformer_block/evoformer_block.cuh"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <initializer_list>
 #include <stdexcept>
@@ -196,9 +197,22 @@ void Ops::set_stream(cudaStream_t stream) {
   if (cublas_) CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
 }
 
+// Runs while a CUDA_CHECK exception unwinds the body (an illegal address, an oom), so
+// nothing may escape: a throw here would be std::terminate and the point would read
+// "crashed" instead of carrying the CUDA error string. The harness's release does not
+// throw; the catch covers any other free function. Teardown results are not checked (after
+// a sticky error every call returns it again).
 Ops::~EvoformerBlockCudaOps() {
-  for (void* p : owned_) raw_free(p);
-  if (cublas_) cublasDestroy(cublas_);
+  for (void* p : owned_) {
+    try {
+      raw_free(p);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "seqscale: evoformer block: free failed during teardown: %s\n", e.what());
+    } catch (...) {
+      std::fprintf(stderr, "seqscale: evoformer block: free failed during teardown\n");
+    }
+  }
+  if (cublas_) (void)cublasDestroy(cublas_);
 }
 
 void* Ops::raw_alloc(std::size_t bytes) {

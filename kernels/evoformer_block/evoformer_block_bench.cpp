@@ -3,7 +3,8 @@
 // allocator, so the measured peak is the executor's and can be set beside the model's
 // program (metric model_peak_bytes; equal by construction, tests/model checks it). Axes as
 // the CUDA body (evoformer_block_bench.cu); meant for tiny models (tiny-evoformer), dtype
-// fp32 only. The axes and the model's side are shared with the CUDA body
+// fp32 only. Each point's gradients are checked against the double reference block before
+// it is timed. The axes and the model's side are shared with the CUDA body
 // (evoformer_block_bench.h).
 #include <initializer_list>
 #include <memory>
@@ -26,12 +27,17 @@ SEQSCALE_BENCH(evoformer_block_cpu, "evoformer_block", "steps", Backend::kCpu, [
   EvoformerBlockCpuExecOps ops(pt.fused, [&](std::size_t bytes) { return s.alloc(bytes); }, [&](void* p) { s.release(p); });
   EvoformerBlock<EvoformerBlockCpuExecOps> block(ops, pt.dims);
   std::uint64_t seed = 1;
-  for (auto* p : block.params()) s.fill_random(p->w.p, p->w.n, DType::kFp32, seed++);
+  for (auto* p : block.params()) {
+    s.fill_random(p->w.p, p->w.n, DType::kFp32, seed++, -kEvoformerBlockWeightRange, kEvoformerBlockWeightRange);
+  }
   EvoformerBlockIo<EvoformerBlockCpuExecOps> io(ops, s, pt.dims, DType::kFp32);
-  s.exec([&](void*) {
+  const auto run = [&](void*) {
     block.forward(io.m0, io.z0);
     block.backward(io.dm, io.dz, io.dm0, io.dz0);
-  });
+  };
+  // The fp32 executor against the double reference: the CPU twin of the CUDA block's check.
+  if (evoformer_block_checkable(s, pt)) s.check(run, [&] { return check_evoformer_block(s, pt, block, io); });
+  s.exec(run);
 });
 
 }  // namespace

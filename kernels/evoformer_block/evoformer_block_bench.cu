@@ -21,13 +21,17 @@ SEQSCALE_BENCH(evoformer_block_cuda, "evoformer_block", "steps", Backend::kCuda,
                             [&](void* p) { s.release(p); });
   EvoformerBlock<EvoformerBlockCudaOps> block(ops, pt.dims);
   std::uint64_t seed = 1;
-  for (auto* p : block.params()) s.fill_random(p->w.p, p->w.n, p->w.t, seed++);
+  for (auto* p : block.params()) {
+    s.fill_random(p->w.p, p->w.n, p->w.t, seed++, -kEvoformerBlockWeightRange, kEvoformerBlockWeightRange);
+  }
   EvoformerBlockIo<EvoformerBlockCudaOps> io(ops, s, pt.dims, pt.io);
-  s.exec([&](void* stream) {
+  const auto run = [&](void* stream) {
     ops.set_stream(static_cast<cudaStream_t>(stream));
     block.forward(io.m0, io.z0);
     block.backward(io.dm, io.dz, io.dm0, io.dz0);
-  });
+  };
+  if (evoformer_block_checkable(s, pt)) s.check(run, [&] { return check_evoformer_block(s, pt, block, io); });
+  s.exec(run);
 });
 
 }  // namespace

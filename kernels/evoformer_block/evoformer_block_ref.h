@@ -9,9 +9,18 @@
 #include <map>
 #include <vector>
 
+#include "kernels/common/check_result.h"
 #include "kernels/evoformer_block/evoformer_block_def.h"
 
 namespace seqscale {
+
+// Tolerance of a block backend against the reference (tests and bench checks), relative to
+// each output tensor's largest magnitude: fp32 2e-4 (accumulation order only); bf16 6e-2
+// (8 mantissa bits at every stored tensor of ~30 dependent ops, inputs and weights rounded too).
+inline CheckTolerance evoformer_block_tolerance(DType t) {
+  const double rel = t == DType::kBf16 ? 6e-2 : 2e-4;
+  return {rel * 1e-3, 0, rel};
+}
 
 // S = double: the reference (every tensor and reduction in double). S = float: an fp32 CPU
 // executor whose allocations are exactly the memory model's declarations for an fp32 block

@@ -62,7 +62,11 @@ __global__ void layernorm_fwd_kernel(const T* __restrict__ x, const T* __restric
       n = n_ab;
     }
   }
-  const float rstd = rsqrtf(m2 / static_cast<float>(cols) + eps);
+  // The xor butterfly is symmetric in exact arithmetic but not in rounding: lanes can end
+  // an ulp apart. Every lane normalises with lane 0's mean and rstd, the values saved for
+  // the backward, so forward and backward see one mean/rstd per row.
+  mean = __shfl_sync(0xffffffffu, mean, 0);
+  const float rstd = __shfl_sync(0xffffffffu, rsqrtf(m2 / static_cast<float>(cols) + eps), 0);
   T* yr = y + row * cols;
   for (int c = lane; c < cols; c += 32) {
     yr[c] = from_f<T>((to_f(xr[c]) - mean) * rstd * to_f(w[c]) + to_f(b[c]));

@@ -28,7 +28,11 @@ SEQSCALE_BENCH(softmax_fwd_cuda, "softmax_fwd", "kernels", Backend::kCuda, [](Be
     s.fill_random(b, n, p.io, 2);
     p.bias = b;
   }
-  s.exec([&](void* stream) { softmax_fwd(p, static_cast<cudaStream_t>(stream)); });
+  SoftmaxCheckInputs in;
+  if (s.checks()) in = softmax_check_inputs(s, p.shape, p.x, p.mask, p.bias, p.io);
+  const auto run = [&](void* stream) { softmax_fwd(p, static_cast<cudaStream_t>(stream)); };
+  s.check(run, [&] { return check_softmax_fwd(s, p.shape, in, p.y, p.scale, p.io); });
+  s.exec(run);
 });
 
 SEQSCALE_BENCH(softmax_bwd_cuda, "softmax_bwd", "kernels", Backend::kCuda, [](BenchState& s) {
@@ -44,7 +48,9 @@ SEQSCALE_BENCH(softmax_bwd_cuda, "softmax_bwd", "kernels", Backend::kCuda, [](Be
   p.y = y;
   p.dy = dy;
   p.dx = s.alloc(es * static_cast<std::size_t>(p.shape.elements()));
-  s.exec([&](void* stream) { softmax_bwd(p, static_cast<cudaStream_t>(stream)); });
+  const auto run = [&](void* stream) { softmax_bwd(p, static_cast<cudaStream_t>(stream)); };
+  s.check(run, [&] { return check_softmax_bwd(s, p.shape, p.y, p.dy, p.dx, p.scale, p.io); });
+  s.exec(run);
 });
 
 }  // namespace

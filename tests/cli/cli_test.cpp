@@ -125,6 +125,24 @@ TEST(Cli, ReportComparesPredictedWithMeasured) {
   std::filesystem::remove_all(dir);
 }
 
+// The report shows each point's check against its CPU reference: ok with the error, or FAILED.
+TEST(Cli, ReportShowsTheCheckStatus) {
+  const std::string dir = "/tmp/seqscale_cli_report_check_" + std::to_string(getpid());
+  const Ran ok = run("bench --matrix layernorm --filter 'layernorm_fwd/cpu/cols=33,' --out " + dir + "/ok");
+  ASSERT_EQ(ok.code, 0) << ok.output;
+  ::setenv("SEQSCALE_TEST_PLANT_WRONG_OUTPUT", "1", 1);
+  const Ran bad = run("bench --matrix layernorm --filter 'layernorm_fwd/cpu/cols=128,' --out " + dir + "/bad");
+  ::unsetenv("SEQSCALE_TEST_PLANT_WRONG_OUTPUT");
+  ASSERT_EQ(bad.code, 1) << bad.output;
+  const Ran rep = run("report " + dir + "/ok " + dir + "/bad --out " + dir + "/report");
+  ASSERT_EQ(rep.code, 0) << rep.output;
+  const std::string md = read_file(dir + "/report/index.md");
+  EXPECT_NE(md.find("| check |"), std::string::npos) << md.substr(0, 3000);
+  EXPECT_NE(md.find("ok (max abs err"), std::string::npos) << md.substr(0, 3000);
+  EXPECT_NE(md.find("**FAILED**"), std::string::npos) << md.substr(0, 3000);
+  std::filesystem::remove_all(dir);
+}
+
 // A scaling report from the cost model: maxseq --json per preset, drawn against the GPU
 // count; a corrupt maxseq file is a one-line error naming the entry and field (exit 2).
 TEST(Cli, ReportDrawsMaxseqScaling) {

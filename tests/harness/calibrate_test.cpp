@@ -9,6 +9,7 @@
 #include "kernels/evoformer_block/evoformer_block_def.h"
 #include "model/evoformer_block_program.h"
 #include "model/roofline.h"
+#include "tests/support/seed.h"
 #include "workloads/config_error.h"
 
 namespace seqscale {
@@ -34,7 +35,7 @@ PointResult timed(const std::string& bench, double flops, double bytes, double s
 
 TEST(Calibrate, RecoversPlantedEfficiencies) {
   const ClusterSpec h100 = load_cluster("h100");
-  std::mt19937_64 rng(std::random_device{}());
+  std::mt19937_64 rng(testing_support::test_seed());  // printed: SEQSCALE_TEST_SEED replays
   ResultsFile f;
   f.run.device = h100.gpu;
   // Bandwidth-bound kernel at 80% of HBM, compute-bound GEMM at 60% of the bf16 peak,

@@ -6,6 +6,7 @@
 
 #include "harness/bench/stats.h"
 #include "harness/gate.h"
+#include "tests/support/seed.h"
 #include "workloads/config_error.h"
 
 namespace seqscale {
@@ -55,7 +56,7 @@ TEST(Stats, SummaryAndMannWhitney) {
 }
 
 TEST(Gate, PlantedTenPercentSlowdownFails) {
-  std::mt19937_64 rng(std::random_device{}());
+  std::mt19937_64 rng(testing_support::test_seed());  // printed: SEQSCALE_TEST_SEED replays
   std::vector<std::vector<double>> base, cand;
   for (int i = 0; i < 5; ++i) {
     base.push_back(noisy(1e-3, 0.01, 40, rng));
@@ -69,7 +70,7 @@ TEST(Gate, PlantedTenPercentSlowdownFails) {
 }
 
 TEST(Gate, AaComparisonNeverFails) {
-  std::mt19937_64 rng(std::random_device{}());
+  std::mt19937_64 rng(testing_support::test_seed());  // printed: SEQSCALE_TEST_SEED replays
   int passes = 0, total = 0;
   for (int trial = 0; trial < 40; ++trial) {
     std::vector<std::vector<double>> base, cand;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "harness/bench/execute.h"
+#include "tests/support/seed.h"
 
 namespace seqscale {
 namespace {
@@ -28,7 +29,7 @@ MatrixPoint cpu_step_point(nlohmann::json params, const std::string& bench = "tr
 }
 
 TEST(Steps, CpuExecutorPeakEqualsTheModelsMemory) {
-  std::mt19937 rng(std::random_device{}());
+  std::mt19937 rng(testing_support::test_seed());  // printed: SEQSCALE_TEST_SEED replays
   const std::vector<std::string> plans = {
       "tp=1,pp=1,zero=0,recompute=none,attn=naive,mask=fp32",
       "tp=1,pp=1,zero=0,recompute=selective,attn=naive,mask=bool",
@@ -84,7 +85,7 @@ TEST(Steps, BadPlanIsAFailedPointNamingTheField) {
 // The same check for the Evoformer block: the harness runs the fp32 CPU executor of the
 // block definition; its allocator's peak equals the model's block program.
 TEST(Steps, EvoformerBlockCpuPeakEqualsTheModelsProgram) {
-  std::mt19937 rng(std::random_device{}());
+  std::mt19937 rng(testing_support::test_seed());  // printed: SEQSCALE_TEST_SEED replays
   for (const char* attn : {"naive", "fused"}) {
     for (const char* stack : {"main", "extra_msa"}) {
       const std::int64_t n_res = 5 + static_cast<std::int64_t>(rng() % 9);  // awkward crops

@@ -9,6 +9,7 @@
 
 #include "kernels/evoformer_attn/evoformer_attn_cost.h"
 #include "kernels/evoformer_attn/evoformer_attn_ref.h"
+#include "tests/support/seed.h"
 
 namespace seqscale {
 namespace {
@@ -33,7 +34,7 @@ Inputs random_inputs(EvoformerAttnShape s, std::mt19937& rng) {
 }
 
 TEST(EvoformerAttn, ForwardMatchesLongDoubleLogitsTensor) {
-  std::mt19937 rng(std::random_device{}());
+  std::mt19937 rng(testing_support::test_seed());
   for (auto dims : {EvoformerAttnShape{1, 1, 1, 1, 8}, {2, 3, 5, 2, 8}, {1, 2, 17, 4, 16}, {1, 1, 20, 2, 32}}) {
     const Inputs in = random_inputs(dims, rng);
     const auto& s = in.s;
@@ -76,7 +77,7 @@ TEST(EvoformerAttn, ForwardMatchesLongDoubleLogitsTensor) {
 }
 
 TEST(EvoformerAttn, BackwardMatchesFiniteDifferences) {
-  std::mt19937 rng(std::random_device{}());
+  std::mt19937 rng(testing_support::test_seed());
   for (auto dims : {EvoformerAttnShape{1, 2, 3, 2, 8}, {1, 1, 5, 1, 16}}) {
     Inputs in = random_inputs(dims, rng);
     for (auto& m : in.mask) m = 0.f;  // finite differences need a smooth neighbourhood

@@ -7,12 +7,13 @@
 
 #include "kernels/gemm/gemm_cost.h"
 #include "kernels/gemm/gemm_ref.h"
+#include "tests/support/seed.h"
 
 namespace seqscale {
 namespace {
 
 TEST(Gemm, ReferenceMatchesLongDoubleDotProducts) {
-  std::mt19937 rng(std::random_device{}());
+  std::mt19937 rng(testing_support::test_seed());
   std::uniform_real_distribution<float> d(-1, 1);
   for (auto [m, n, k] : {std::tuple{1, 1, 1}, {3, 5, 7}, {17, 33, 65}, {64, 1, 129}}) {
     std::vector<float> a(static_cast<size_t>(m * k)), b(static_cast<size_t>(k * n));

@@ -8,12 +8,13 @@
 #include <random>
 
 #include "kernels/softmax/softmax_ref.h"
+#include "tests/support/seed.h"
 
 namespace seqscale {
 namespace {
 
 TEST(Softmax, ReferenceMatchesDirectFormulaWithBroadcasts) {
-  std::mt19937 rng(std::random_device{}());
+  std::mt19937 rng(testing_support::test_seed());
   std::normal_distribution<float> nd(0, 3);
   for (auto [B, N, H, R, C] : {std::tuple{1, 1, 1, 1, 1}, {2, 3, 2, 5, 17}, {1, 4, 3, 2, 1025}}) {
     SoftmaxShape s{B, N, H, R, C};
@@ -53,7 +54,7 @@ TEST(Softmax, MaskedRowsAndColumns) {
 }
 
 TEST(Softmax, BackwardMatchesFiniteDifferences) {
-  std::mt19937 rng(std::random_device{}());
+  std::mt19937 rng(testing_support::test_seed());
   std::normal_distribution<float> nd(0, 1);
   SoftmaxShape s{1, 1, 1, 3, 9};
   std::vector<float> x(27), dy(27);
