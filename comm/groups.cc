@@ -5,7 +5,7 @@
 #include <stdexcept>
 
 #include "comm/str_cat.h"
-#include "model/plan.h"
+#include "workloads/plan.h"
 
 namespace seqscale::comm {
 namespace {

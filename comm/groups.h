@@ -27,7 +27,7 @@
 #include "workloads/step_program.h"
 
 namespace seqscale {
-struct Plan;  // model/plan.h
+struct Plan;  // workloads/plan.h
 }
 
 namespace seqscale::comm {
@@ -72,7 +72,7 @@ class RankLayout {
   ParallelDims d_;
 };
 
-// The layout of a derived plan (model/plan.h: dp and sp_degree filled in, e.g. by
+// The layout of a derived plan (workloads/plan.h: dp and sp_degree filled in, e.g. by
 // check_plan): tp, pp, dp, ep from the plan; the SP axis is the Ulysses or LSS degree
 // times the DAP degree (a plan uses one of them); Megatron-SP adds no group (it runs on
 // TP). Throws std::invalid_argument when dp or sp_degree is still to be derived.

@@ -113,7 +113,7 @@
 #include <vector>
 
 #include "model/memory.h"
-#include "model/plan.h"
+#include "workloads/plan.h"
 #include "workloads/specs.h"
 #include "workloads/step_program.h"
 

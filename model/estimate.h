@@ -22,7 +22,7 @@
 
 #include "model/calibration.h"
 #include "model/memory.h"
-#include "model/plan.h"
+#include "workloads/plan.h"
 #include "workloads/specs.h"
 
 namespace seqscale {

@@ -6,7 +6,7 @@
 // tests/model checks that replaying it gives the closed form's live peak and that pricing
 // its ops gives estimate()'s compute time.
 #pragma once
-#include "model/plan.h"
+#include "workloads/plan.h"
 #include "workloads/specs.h"
 #include "workloads/step_program.h"
 

@@ -34,7 +34,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include "model/plan.h"
+#include "workloads/plan.h"
 #include "workloads/specs.h"
 
 namespace seqscale {

@@ -26,7 +26,7 @@
 
 #include "model/calibration.h"
 #include "model/estimate.h"
-#include "model/plan.h"
+#include "workloads/plan.h"
 #include "workloads/specs.h"
 
 namespace seqscale {

@@ -10,7 +10,7 @@
 #include "harness/cli/verb.h"
 #include "model/calibration.h"
 #include "model/estimate.h"
-#include "model/plan.h"
+#include "workloads/plan.h"
 #include "workloads/specs.h"
 
 namespace seqscale::cli {

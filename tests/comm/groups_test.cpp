@@ -4,7 +4,7 @@
 
 #include <gtest/gtest.h>
 
-#include "model/plan.h"
+#include "workloads/plan.h"
 
 #include <set>
 #include <stdexcept>

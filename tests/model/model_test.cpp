@@ -13,7 +13,7 @@
 #include "model/calibration.h"
 #include "model/estimate.h"
 #include "model/memory.h"
-#include "model/plan.h"
+#include "workloads/plan.h"
 #include "model/roofline.h"
 #include "model/search.h"
 #include "model/evoformer_program.h"

@@ -1,4 +1,4 @@
-#include "model/plan.h"
+#include "workloads/plan.h"
 
 #include <charconv>
 #include <vector>
