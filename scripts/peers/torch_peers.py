@@ -2,7 +2,7 @@
 """PyTorch peers beside seqscale's own kernels, in the same GPU session (ANCHORS.md s7).
 
 Usage (on the device, PyTorch 2.11 there): torch_peers.py --matrix workloads/matrices/layernorm.json
-                                             --out DIR [--commit SHA]
+                                             --out DIR [--filter RE]... [--commit SHA] [--dry-run]
 Runs the matrix's CUDA points of the benchmarks it knows with PyTorch's own ops
 (F.layer_norm forward and backward, torch.matmul, Tensor.copy_), timed like seqscale's
 harness times its own: warm-up, an L2 flush before each sample, CUDA events, samples until
@@ -10,20 +10,34 @@ the relative noise is below max_noise or the caps; peak memory from
 torch.cuda.max_memory_allocated after reset_peak_memory_stats. Writes DIR/results.json in
 schema seqscale.results/1 with the same parameters plus impl=torch, so `seqscale report`
 plots the two side by side and the ids never collide with seqscale's.
+
+--filter (repeatable) selects points by seqscale's own point id (suite/bench/cuda/axis=value,...),
+the same regexes `seqscale bench --filter` takes, and runs them in the order of the filters:
+a GPU session puts the points that matter most first. DIR/results.json is rewritten after
+every point and a rerun skips the points already there, so a run cut off by a time limit
+keeps what it measured and the next one resumes. --dry-run lists the peer points and needs
+no PyTorch. DS4Sci's kernel is JIT-built (minutes) on its first call: it runs only when
+DeepSpeed has it prebuilt or already built, or when SEQSCALE_PEERS_DS4SCI=1.
 """
 import argparse
+import glob
 import itertools
 import json
 import os
+import re
 import socket
 import statistics
 import sys
 import time
 
-import torch
-import torch.nn.functional as F
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:  # --dry-run lists points without PyTorch (the CPU machines have none)
+    torch = None
+    F = None
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16} if torch else {}
 
 
 def axis_values(spec):
@@ -59,6 +73,43 @@ def points(matrix):
                    and rule.get("backend", "cuda") == "cuda" for rule in b.get("exclude", [])):
                 continue
             yield b["name"], params
+
+
+class PeerSkipped(Exception):
+    """An optional peer that cannot run here (not installed, or too slow to build)."""
+
+
+_DS4SCI = None
+
+
+def ds4sci_ready():
+    """(ready, why): whether DS4Sci's kernel can run without a JIT build of minutes.
+
+    A GPU session has a few minutes in all: DeepSpeed JIT-compiles the CUTLASS kernel with
+    nvcc on its first call unless it was installed prebuilt (DS_BUILD_EVOFORMER_ATTN=1) or a
+    build is already in torch's extension cache. SEQSCALE_PEERS_DS4SCI=1 allows the build,
+    =0 skips DS4Sci always."""
+    global _DS4SCI
+    if _DS4SCI is not None:
+        return _DS4SCI
+    mode = os.environ.get("SEQSCALE_PEERS_DS4SCI", "auto")
+    if mode == "1":
+        _DS4SCI = (True, "")
+    elif mode == "0":
+        _DS4SCI = (False, "DS4Sci off (SEQSCALE_PEERS_DS4SCI=0)")
+    else:
+        try:
+            from deepspeed.git_version_info import installed_ops  # noqa: PLC0415 -- optional peer
+        except ImportError as e:
+            _DS4SCI = (False, f"peer not installed: {e}")
+        else:
+            cache = os.environ.get("TORCH_EXTENSIONS_DIR", os.path.expanduser("~/.cache/torch_extensions"))
+            built = glob.glob(os.path.join(cache, "**", "evoformer_attn*", "*.so"), recursive=True)
+            if installed_ops.get("evoformer_attn") or built:
+                _DS4SCI = (True, "")
+            else:
+                _DS4SCI = (False, "DS4Sci would JIT-build its kernel (minutes): SEQSCALE_PEERS_DS4SCI=1 allows it")
+    return _DS4SCI
 
 
 def make_work(name, p):
@@ -114,6 +165,9 @@ def make_work(name, p):
                 return cuet.triangle_attention(q, k, v, pb, mask=keep)
         elif impl == "ds4sci":
             # DeepSpeed4Science's CUTLASS kernel (JIT-built on first call): [B, N, L, H, D].
+            ready, why = ds4sci_ready()
+            if not ready:
+                raise PeerSkipped(why)
             from deepspeed.ops.deepspeed4science import DS4Sci_EvoformerAttention  # noqa: PLC0415
             ql, kl, vl = (t.transpose(-2, -3) for t in (q, k, v))
 
@@ -192,23 +246,25 @@ def stats(samples):
             "stddev_s": sd, "rel_noise": sd / mean if len(s) > 1 and mean > 0 else 0.0, "mad_s": mad}
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--matrix", required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--commit", default=os.environ.get("SEQSCALE_GIT_COMMIT", "unknown"))
-    args = ap.parse_args()
-    matrix = json.load(open(args.matrix))
-    timing = matrix.get("timing", {})
-    props = torch.cuda.get_device_properties(0)
-    run = {"git_commit": args.commit, "host": socket.gethostname(), "device": props.name,
-           "driver": "", "cuda_runtime": torch.version.cuda or "", "nccl": "", "mpi": "",
-           "command_line": " ".join(sys.argv), "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-           "seqscale_version": "", "world_size": 1, "ranks": [],
-           "extra": {"peer": f"torch {torch.__version__}"}}
-    out = []
-    expanded = []
-    for name, params in points(matrix):
+def seqscale_id(name, params):
+    """The id seqscale gives the same point (suite/bench/backend/axis=value,... sorted)."""
+    suite = "steps" if name == "evoformer_block" else "kernels"
+    return suite + "/" + name + "/cuda/" + ",".join(f"{k}={v}" for k, v in sorted(params.items()))
+
+
+def peer_points(matrix, filters):
+    """(name, seqscale id, peer params) in the filters' order, each peer point once."""
+    chosen, seen = [], set()
+    all_points = list(points(matrix))
+    for rx in filters or [None]:
+        for name, params in all_points:
+            sid = seqscale_id(name, params)
+            if sid in seen or (rx is not None and not rx.search(sid)):
+                continue
+            seen.add(sid)
+            chosen.append((name, sid, params))
+    out, peer_ids = [], set()
+    for name, sid, params in chosen:
         if name.startswith("evoformer_attn_") and ("_fused_" not in name or params.get("kernel", "tc") != "tc"):
             continue  # one PyTorch run per point: keyed off the fused (tensor-core) entries
         if name == "evoformer_block" and params.get("attn") != "fused":
@@ -221,10 +277,73 @@ def main():
             impls = ["torch"]
         # The axes that name seqscale's own variant (attn, kernel) mean nothing for a peer.
         base = {k: v for k, v in params.items() if k not in ("attn", "kernel")}
-        expanded += [(name, dict(base, impl=impl)) for impl in impls]
-    for name, params in expanded:
+        for impl in impls:
+            pp = dict(base, impl=impl)
+            pid = seqscale_id(name, pp)
+            if pid not in peer_ids:  # kernel=tc and the default fused point are one peer point
+                peer_ids.add(pid)
+                out.append((name, pid, pp))
+    return out
+
+
+def write_results(path, run, points_out):
+    """Atomic rewrite (after every point): a run cut off keeps every finished point."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump({"schema": "seqscale.results/1", "run": run, "points": points_out}, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--matrix", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--filter", action="append", default=[],
+                    help="regex on seqscale's point id; repeatable, run in this order")
+    ap.add_argument("--commit", default=os.environ.get("SEQSCALE_GIT_COMMIT", "unknown"))
+    ap.add_argument("--retry-failed", action="store_true", help="rerun points recorded as failed")
+    ap.add_argument("--dry-run", action="store_true", help="list the peer points and exit (no PyTorch needed)")
+    args = ap.parse_args()
+    matrix = json.load(open(args.matrix))
+    try:
+        filters = [re.compile(f) for f in args.filter]
+    except re.error as e:
+        sys.exit(f"torch_peers: --filter is not a valid regex: {e}")
+    todo = peer_points(matrix, filters)
+    if args.dry_run:
+        for _, pid, _ in todo:
+            print(pid)
+        return
+    if torch is None:
+        sys.exit("torch_peers: PyTorch is not installed")
+    timing = matrix.get("timing", {})
+    props = torch.cuda.get_device_properties(0)
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "results.json")
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    run = {"git_commit": args.commit, "host": socket.gethostname(), "device": props.name,
+           "driver": "", "cuda_runtime": torch.version.cuda or "", "nccl": "", "mpi": "",
+           "command_line": " ".join(sys.argv), "started_utc": now,
+           "seqscale_version": "", "world_size": 1, "ranks": [],
+           "extra": {"peer": f"torch {torch.__version__}"}}
+    out = []
+    if os.path.exists(path):  # resume: keep what an earlier (maybe interrupted) run measured
+        old = json.load(open(path))
+        if old.get("run", {}).get("device") != props.name:
+            sys.exit(f"torch_peers: {path}: field 'run.device' is '{old.get('run', {}).get('device')}' "
+                     f"but this machine is '{props.name}': use another --out")
+        run = old["run"]
+        run.setdefault("extra", {}).setdefault("resumed_utc", []).append(now)
+        out = old.get("points", [])
+    done = {p["id"] for p in out if not (args.retry_failed and p.get("status") == "failed")}
+    print(f"torch_peers {os.path.basename(args.matrix)}: {len(todo)} points, "
+          f"{sum(pid in done for _, pid, _ in todo)} already in {path}", flush=True)
+    for name, pid, params in todo:
+        if pid in done:
+            continue
         suite = "steps" if name == "evoformer_block" else "kernels"
-        pid = suite + "/" + name + "/cuda/" + ",".join(f"{k}={v}" for k, v in sorted(params.items()))
         rec = {"id": pid, "suite": suite, "bench": name, "backend": "cuda", "params": params,
                "status": "ok", "reason": "", "source": "measured", "samples_s": [],
                "declared": {"flops": 0.0, "bytes": 0.0}, "metrics": {}, "wall_s": 0.0}
@@ -242,6 +361,8 @@ def main():
             rec["metrics"]["peak_bytes"] = float(torch.cuda.max_memory_allocated() - base)
         except torch.cuda.OutOfMemoryError as e:
             rec["status"], rec["reason"] = "oom", str(e).splitlines()[0]
+        except PeerSkipped as e:
+            rec["status"], rec["reason"] = "skipped", str(e)
         except ImportError as e:  # an optional peer (cuEquivariance, DeepSpeed) not installed
             rec["status"], rec["reason"] = "skipped", f"peer not installed: {e}"
         except Exception as e:  # noqa: BLE001 -- a failed point is a record, not a crash
@@ -254,13 +375,12 @@ def main():
             if rec["declared"]["bytes"]:
                 rec["metrics"]["GBps"] = rec["declared"]["bytes"] / med / 1e9
         rec["wall_s"] = time.perf_counter() - t0
-        out.append(rec)
-        print(f"{rec['status']} {pid} median {med * 1e6:.2f} us", flush=True)
-    os.makedirs(args.out, exist_ok=True)
-    tmp = os.path.join(args.out, "results.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump({"schema": "seqscale.results/1", "run": run, "points": out}, f, indent=1)
-    os.replace(tmp, os.path.join(args.out, "results.json"))
+        out = [p for p in out if p["id"] != pid] + [rec]
+        write_results(path, run, out)
+        print(f"{rec['status']} {pid} median {med * 1e6:.2f} us"
+              + (f"  ({rec['reason']})" if rec["reason"] else ""), flush=True)
+    if not os.path.exists(path):
+        write_results(path, run, out)
 
 
 if __name__ == "__main__":
