@@ -65,6 +65,15 @@ void Communicator::count(GroupKind g, Collective c, std::int64_t size_bytes) {
   s.bytes += size_bytes;
   s.bytes_by_collective[static_cast<int>(c)] += size_bytes;
   s.wire_bytes += static_cast<std::int64_t>(static_cast<double>(size_bytes) * busbw_factor(c, group_size(g)));
+  if (recorded_ && group_size(g) > 1) {
+    CommOp op;
+    op.collective = c;
+    op.group = g;
+    op.group_size = group_size(g);
+    op.bytes = size_bytes;
+    op.phase = phase_;
+    recorded_->push_back(op);
+  }
 }
 
 OpContext Communicator::context(std::string_view collective, GroupKind g, std::int64_t bytes) const {

@@ -153,6 +153,16 @@ class Communicator {
   std::array<CommStats, kNumGroupKinds> snapshot() const { return stats_; }
   void reset_stats() { stats_ = {}; }
 
+  // ---- recording: executed == emitted (comm/strategies run_checked) ---------------
+  // The phase of the step the next calls belong to: a strategy's run() marks its
+  // backward and optimizer. While `ops` is set, every launched call on a group of more
+  // than one rank appends one CommOp to it, in launch order: collective, group, group
+  // size, the bytes counted above and the phase (overlappable and crosses_nodes left
+  // false: schedule and placement are not the call's). A call on a one-rank group is a
+  // local copy that moves nothing, and the emitters list none (workloads/parallel).
+  void set_phase(Phase p) { phase_ = p; }
+  void record_into(std::vector<CommOp>* ops) { recorded_ = ops; }
+
   const CommOptions& options() const { return options_; }
   void set_options(const CommOptions& o) { options_ = o; }
 
@@ -165,6 +175,8 @@ class Communicator {
  private:
   std::array<CommStats, kNumGroupKinds> stats_{};
   CommOptions options_;
+  Phase phase_ = Phase::kForward;
+  std::vector<CommOp>* recorded_ = nullptr;
 };
 
 // Bytes one group sent between two snapshots (the strategy tests' measured side).

@@ -25,6 +25,9 @@ RankLayout::RankLayout(ParallelDims d) : d_(d) {
     require(d.gpus_per_node % d.tp == 0, "tp",
             str_cat({"must divide gpus_per_node (", std::to_string(d.gpus_per_node), ") so TP groups stay inside a node"}));
   }
+  grid_.size = {d.tp, d.sp, d.dp, d.pp};
+  grid_.ep = d.ep;
+  grid_.gpus_per_node = d.gpus_per_node;
 }
 
 RankLayout RankLayout::for_world(int world, ParallelDims d) {
@@ -37,57 +40,17 @@ RankLayout RankLayout::for_world(int world, ParallelDims d) {
 }
 
 RankCoord RankLayout::coord(int rank) const {
-  RankCoord c;
-  c.tp = rank % d_.tp;
-  rank /= d_.tp;
-  c.sp = rank % d_.sp;
-  rank /= d_.sp;
-  c.dp = rank % d_.dp;
-  c.pp = rank / d_.dp;
-  return c;
+  const RankCoords c = grid_.coords(rank);
+  return {static_cast<int>(c[0]), static_cast<int>(c[1]), static_cast<int>(c[2]), static_cast<int>(c[3])};
 }
 
-int RankLayout::rank_of(const RankCoord& c) const { return c.tp + d_.tp * (c.sp + d_.sp * (c.dp + d_.dp * c.pp)); }
+int RankLayout::rank_of(const RankCoord& c) const { return static_cast<int>(grid_.rank_of({c.tp, c.sp, c.dp, c.pp})); }
 
-int RankLayout::group_size(GroupKind g) const {
-  switch (g) {
-    case GroupKind::kTensor: return d_.tp;
-    case GroupKind::kSequence:
-    case GroupKind::kDap: return d_.sp;
-    case GroupKind::kData: return d_.dp;
-    case GroupKind::kExpert: return d_.ep;
-    case GroupKind::kPipeline: return d_.pp;
-    case GroupKind::kWorld: return world_size();
-  }
-  return 1;
-}
+int RankLayout::group_size(GroupKind g) const { return static_cast<int>(seqscale::group_size(group_shape(grid_, g))); }
 
 std::vector<int> RankLayout::group_ranks(GroupKind g, int rank) const {
-  const RankCoord c = coord(rank);
-  std::vector<int> out;
-  auto vary = [&](int n, auto set) {
-    for (int i = 0; i < n; ++i) {
-      RankCoord x = c;
-      set(x, i);
-      out.push_back(rank_of(x));
-    }
-  };
-  switch (g) {
-    case GroupKind::kTensor: vary(d_.tp, [](RankCoord& x, int i) { x.tp = i; }); break;
-    case GroupKind::kSequence:
-    case GroupKind::kDap: vary(d_.sp, [](RankCoord& x, int i) { x.sp = i; }); break;
-    case GroupKind::kData: vary(d_.dp, [](RankCoord& x, int i) { x.dp = i; }); break;
-    case GroupKind::kExpert: {
-      const int base = c.dp / d_.ep * d_.ep;
-      vary(d_.ep, [base](RankCoord& x, int i) { x.dp = base + i; });
-      break;
-    }
-    case GroupKind::kPipeline: vary(d_.pp, [](RankCoord& x, int i) { x.pp = i; }); break;
-    case GroupKind::kWorld:
-      for (int r = 0; r < world_size(); ++r) out.push_back(r);
-      break;
-  }
-  return out;
+  const std::vector<std::int64_t> members = group_members(grid_, group_shape(grid_, g), rank);
+  return std::vector<int>(members.begin(), members.end());
 }
 
 int RankLayout::group_rank(GroupKind g, int rank) const {
@@ -105,16 +68,7 @@ std::vector<std::vector<int>> RankLayout::all_groups(GroupKind g) const {
   return out;
 }
 
-bool RankLayout::crosses_nodes(GroupKind g) const {
-  if (d_.gpus_per_node <= 0) return false;
-  for (const auto& grp : all_groups(g)) {
-    const int node = grp.front() / d_.gpus_per_node;
-    for (int r : grp) {
-      if (r / d_.gpus_per_node != node) return true;
-    }
-  }
-  return false;
-}
+bool RankLayout::crosses_nodes(GroupKind g) const { return place(grid_, g).crosses_nodes; }
 
 std::string RankLayout::describe() const {
   return str_cat({"tp", std::to_string(d_.tp), " sp", std::to_string(d_.sp), " dp", std::to_string(d_.dp), " pp",
@@ -124,8 +78,10 @@ std::string RankLayout::describe() const {
 RankLayout layout_from_plan(const Plan& plan, int gpus_per_node) {
   require(plan.dp > 0, "dp", "must be derived first (check_plan)");
   require(plan.sp_degree > 0, "sp_degree", "must be derived first (check_plan)");
-  return RankLayout(ParallelDims{.tp = plan.tp, .sp = plan.seq_degree() * plan.dap, .dp = plan.dp, .pp = plan.pp,
-                                 .ep = plan.ep, .gpus_per_node = gpus_per_node});
+  const RankGrid g = rank_grid(plan, gpus_per_node);
+  auto deg = [&](RankAxis a) { return static_cast<int>(g[a]); };
+  return RankLayout(ParallelDims{.tp = deg(RankAxis::kTensor), .sp = deg(RankAxis::kSequence), .dp = deg(RankAxis::kData),
+                                 .pp = deg(RankAxis::kPipeline), .ep = static_cast<int>(g.ep), .gpus_per_node = gpus_per_node});
 }
 
 }  // namespace seqscale::comm

@@ -1,14 +1,15 @@
 // Every process group of a plan, built in one place (Megatron core's pattern). Plain C++
-// rank-layout math: the MPI and NCCL backends split their world by it, the model asks it
-// which groups cross nodes, and tests/comm/groups_test.cpp asserts the example below.
+// rank-layout math: the MPI and NCCL backends split their world by it, and
+// tests/comm/groups_test.cpp asserts the example below. The rank order and which ranks share
+// a node are workloads/placement.h's (one home: the model and the search ask it directly).
 //
 // Layout: tp fastest, then sp, then dp, pp outermost,
 //   rank = tp_i + tp * (sp_i + sp * (dp_i + dp * pp_i)),
 // so a TP group is tp consecutive ranks and stays inside a node (gpus_per_node % tp == 0
-// is checked). SP is the Ulysses / context-parallel axis; DAP (Evoformer) uses the same
-// axis, so GroupKind::kDap and kSequence name the same ranks. Megatron-SP needs no group
-// of its own: it runs on the TP group. EP carves the DP axis into blocks of ep
-// consecutive dp indices (ep divides dp), as expert-parallel MoE does.
+// is checked: the backends run TP over NVLink). SP is the Ulysses / context-parallel axis;
+// DAP (Evoformer) uses the same axis, so GroupKind::kDap and kSequence name the same ranks.
+// Megatron-SP needs no group of its own: it runs on the TP group. EP carves the DP axis
+// into blocks of ep consecutive dp indices (ep divides dp), as expert-parallel MoE does.
 //
 // Worked example: 16 ranks, 8 per node, tp=2, sp=2, dp=2, pp=2 (ep=2).
 //   node 0 = ranks 0..7 (pipeline stage 0), node 1 = ranks 8..15 (stage 1)
@@ -24,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "workloads/placement.h"
 #include "workloads/step_program.h"
 
 namespace seqscale {
@@ -63,19 +65,22 @@ class RankLayout {
   int group_color(GroupKind g, int rank) const;
   // Every group of kind g, each once, ordered by its first member.
   std::vector<std::vector<int>> all_groups(GroupKind g) const;
-  // True when some group of kind g spans more than one node (bottleneck tier: IB).
+  // True when some group of kind g spans more than one node (bottleneck tier: IB);
+  // workloads/placement.h decides.
   bool crosses_nodes(GroupKind g) const;
 
   std::string describe() const;  // "tp2 sp2 dp2 pp2 ep2 (16 ranks)"
 
  private:
   ParallelDims d_;
+  RankGrid grid_;  // the same dims as placement sees them
 };
 
 // The layout of a derived plan (workloads/plan.h: dp and sp_degree filled in, e.g. by
-// check_plan): tp, pp, dp, ep from the plan; the SP axis is the Ulysses or LSS degree
-// times the DAP degree (a plan uses one of them); Megatron-SP adds no group (it runs on
-// TP). Throws std::invalid_argument when dp or sp_degree is still to be derived.
+// check_plan), as workloads/placement.h's rank_grid() sees it: tp, pp, dp, ep from the
+// plan; the SP axis is the Ulysses or LSS degree times the DAP degree (a plan uses one of
+// them); Megatron-SP adds no group (it runs on TP). Throws std::invalid_argument when dp or
+// sp_degree is still to be derived.
 RankLayout layout_from_plan(const Plan& plan, int gpus_per_node = 0);
 
 }  // namespace seqscale::comm

@@ -1,6 +1,14 @@
-// Fits the cost model's efficiencies from measured results: for every timed point with a
-// declared cost, efficiency = roofline floor at 100% / measured median; per kernel, the
-// median over its points. Collectives: measured busbw / the tier's link bandwidth.
+// Fits the cost model's efficiencies from measured results, under the op-kind names the
+// model prices with (workloads/op_kinds.h):
+//   compute     every timed point of a benchmark that measures one op kind, efficiency =
+//               roofline floor at 100% / measured median. The op kind's efficiency is the
+//               median over its points, and so is each size class's ("gemm@40"). A pass's
+//               points count for its family too ("layernorm_fwd" and "layernorm_bwd" fit
+//               "layernorm"), which prices the ops named by family and the passes nothing
+//               measured.
+//   collectives measured busbw / the tier's link bandwidth, per collective and tier.
+// Points of benchmarks that time no single op kind (whole steps, the copy ceiling) are not
+// fitted; the notes say so.
 #pragma once
 #include <string>
 #include <vector>
@@ -13,7 +21,7 @@ namespace seqscale {
 
 struct CalibrationFit {
   Calibration calibration;
-  std::vector<std::string> notes;  // one line per fitted key: points used, spread
+  std::vector<std::string> notes;  // one line per fitted key (points, benchmarks, spread) and per benchmark left out
 };
 
 // Throws ConfigError for CPU-only results or results from a GPU other than the cluster's.

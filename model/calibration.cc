@@ -1,10 +1,11 @@
 #include "model/calibration.h"
 
+#include <charconv>
 #include <cmath>
-#include <cstdio>
-#include <string>
 #include <filesystem>
 #include <fstream>
+#include <optional>
+#include <string>
 
 #include <nlohmann/json.hpp>
 
@@ -15,29 +16,49 @@ namespace seqscale {
 
 std::string_view tier_name(LinkTier t) { return t == LinkTier::kNvlink ? "nvlink" : "ib"; }
 
-double Calibration::compute_efficiency(std::string_view kernel) const {
-  if (auto it = compute.find(kernel); it != compute.end()) return it->second;
-  for (std::string_view suffix : {"_fwd", "_bwd", "_recompute"}) {
-    if (kernel.size() > suffix.size() && kernel.ends_with(suffix)) {
-      if (auto it = compute.find(kernel.substr(0, kernel.size() - suffix.size())); it != compute.end()) {
-        return it->second;
-      }
+namespace {
+
+using EfficiencyMap = std::map<std::string, double, std::less<>>;
+
+constexpr int kSizeClassReach = 4;  // how many classes away a measured size class still applies
+
+// What `compute` holds for one name (an op kind or a family): with a size class, the
+// nearest class key within reach (exact first, then smaller before larger); then the
+// name's size-independent key.
+std::optional<double> stored_efficiency(const EfficiencyMap& compute, std::string_view name, std::optional<int> cls) {
+  for (int d = 0; cls && d <= kSizeClassReach; ++d) {
+    for (int c : {*cls - d, *cls + d}) {
+      if (auto it = compute.find(Calibration::size_class_key(name, c)); it != compute.end()) return it->second;
     }
   }
-  return default_compute_efficiency;
+  if (auto it = compute.find(name); it != compute.end()) return it->second;
+  return std::nullopt;
 }
+
+// The op kind's own efficiency, else its family's, else the default.
+double efficiency_of(const Calibration& cal, std::string_view op_kind, std::optional<int> cls) {
+  const OpKind& kind = op_kind_named(op_kind);
+  if (auto e = stored_efficiency(cal.compute, kind.name, cls)) return *e;
+  if (kind.family != kind.name) {
+    if (auto e = stored_efficiency(cal.compute, kind.family, cls)) return *e;
+  }
+  return cal.default_compute_efficiency;
+}
+
+}  // namespace
 
 int Calibration::size_class(double work) { return work >= 1 ? static_cast<int>(std::floor(std::log2(work))) : 0; }
 
-double Calibration::compute_efficiency(std::string_view kernel, double work) const {
-  const int cls = size_class(work);
-  for (int d = 0; d <= 4; ++d) {  // exact class first, then the nearest, smaller before larger
-    for (int c : {cls - d, cls + d}) {
-      const std::string key = std::string(kernel) + "@" + std::to_string(c);
-      if (auto it = compute.find(key); it != compute.end()) return it->second;
-    }
-  }
-  return compute_efficiency(kernel);
+std::string Calibration::size_class_key(std::string_view op_kind, int size_class) {
+  return std::string(op_kind) + "@" + std::to_string(size_class);
+}
+
+double Calibration::compute_efficiency(std::string_view op_kind) const {
+  return efficiency_of(*this, op_kind, std::nullopt);
+}
+
+double Calibration::compute_efficiency(std::string_view op_kind, double work) const {
+  return efficiency_of(*this, op_kind, size_class(work));
 }
 
 double Calibration::comm_efficiency(Collective c, LinkTier tier) const {
@@ -62,6 +83,9 @@ double Calibration::comm_efficiency(Collective c, LinkTier tier) const {
 //  softmax, layernorm, elementwise 0.70 of HBM bandwidth: one-pass kernels (FastFold
 //                       fused softmax / Apex layernorm reach 70-85% of copy bandwidth).
 //  optimizer 0.60       fused Adam streams 16 B/param in + 16 out, ~60% of copy bandwidth.
+//  cross_entropy 0.60   as the optimizer: a fused kernel streaming the logits (not measured).
+//  permute              no key: default_compute_efficiency (0.5) of HBM bandwidth (not measured).
+//  The passes (attention_fused_fwd, layernorm_bwd, ...) fall back to these families.
 //  Collectives: NCCL busbw / link bandwidth. nccl-tests on DGX A100: all_reduce ~230 of
 //  300 GB/s NVLink (0.77); across nodes ~ 0.80 of the per-GPU HDR rate; all_to_all is the
 //  worst pattern (0.60 NVLink, 0.55 IB).
@@ -69,9 +93,10 @@ Calibration default_calibration() {
   Calibration c;
   c.source = "default";
   c.default_compute_efficiency = 0.5;
-  c.compute = {{"gemm", 0.80},      {"attention_fused", 0.25}, {"attention_naive", 0.45},
-               {"softmax", 0.70},   {"layernorm", 0.70},       {"elementwise", 0.70},
-               {"cross_entropy", 0.60}, {"optimizer", 0.60}};
+  using namespace op_kind;
+  c.compute = {{kGemm, 0.80},         {kAttentionFused, 0.25}, {kAttentionNaive, 0.45},
+               {kSoftmax, 0.70},      {kLayernorm, 0.70},      {kElementwise, 0.70},
+               {kCrossEntropy, 0.60}, {kOptimizer, 0.60}};
   c.default_comm_efficiency = 0.70;
   c.comm["nvlink"] = {{"all_reduce", 0.77}, {"all_gather", 0.77}, {"reduce_scatter", 0.77},
                       {"all_to_all", 0.60}, {"broadcast", 0.75}, {"send_recv", 0.75}};
@@ -84,6 +109,17 @@ namespace {
 
 double read_efficiency(JsonFields& f, const std::string& key) { return f.number(key, 1e-6, 1.0); }
 
+// An op kind, or one of its size classes: "gemm", "gemm@40".
+bool is_compute_key(std::string_view key) {
+  const std::size_t at = key.find('@');
+  if (at == std::string_view::npos) return find_op_kind(key) != nullptr;
+  const std::string_view cls = key.substr(at + 1);
+  int value = 0;
+  const auto [end, err] = std::from_chars(cls.data(), cls.data() + cls.size(), value);
+  return find_op_kind(key.substr(0, at)) != nullptr && !cls.empty() && err == std::errc() &&
+         end == cls.data() + cls.size();
+}
+
 }  // namespace
 
 Calibration load_calibration(const std::string& path) {
@@ -93,7 +129,7 @@ Calibration load_calibration(const std::string& path) {
   if (schema != kCalibrationSchema) {
     f.fail("schema", "is '" + schema + "', must be '" + std::string(kCalibrationSchema) + "'");
   }
-  // Start from the defaults: a file may calibrate only some kernels or collectives.
+  // Start from the defaults: a file may calibrate only some op kinds or collectives.
   Calibration c = default_calibration();
   c.device = f.str_or("device", "");
   c.source = f.str_or("source", path);
@@ -102,6 +138,10 @@ Calibration load_calibration(const std::string& path) {
   if (f.has("compute_efficiency")) {
     JsonFields ce(f.raw("compute_efficiency"), path, "compute_efficiency");
     for (const auto& [key, value] : f.raw("compute_efficiency").items()) {
+      if (!is_compute_key(key)) {
+        ce.fail(key, "is not an op kind or an op kind's size class like gemm@40 (op kinds, workloads/op_kinds.h: " +
+                         op_kind_list() + ")");
+      }
       c.compute[key] = read_efficiency(ce, key);
     }
     ce.reject_unknown();
@@ -113,11 +153,7 @@ Calibration load_calibration(const std::string& path) {
       if (tier != "nvlink" && tier != "ib") tf.fail(tier, "is not a link tier (nvlink, ib)");
       JsonFields cf(tf.raw(tier), path, "comm_efficiency." + tier);
       for (const auto& [coll, value] : colls.items()) {
-        bool known = false;
-        for (int i = 0; i <= static_cast<int>(Collective::kSendRecv); ++i) {
-          known = known || collective_name(static_cast<Collective>(i)) == coll;
-        }
-        if (!known) cf.fail(coll, "is not a collective (all_reduce, all_gather, reduce_scatter, all_to_all, broadcast, send_recv)");
+        if (!collective_named(coll)) cf.fail(coll, "is not a collective (all_reduce, all_gather, reduce_scatter, all_to_all, broadcast, send_recv)");
         c.comm[tier][coll] = read_efficiency(cf, coll);
       }
       cf.reject_unknown();

@@ -9,6 +9,7 @@
 #include "model/roofline.h"
 #include "model/transformer_program.h"
 #include "workloads/config_error.h"
+#include "workloads/placement.h"
 
 namespace seqscale {
 
@@ -32,42 +33,119 @@ double model_flops(const TransformerSpec& t, double batch, double seq) {
   return 72.0 * batch * seq * L * h * h * (1.0 + seq / (6.0 * h) + V / (12.0 * h * L));
 }
 
+// ---- communication, each op on the link its group's placement gives ---------------
+
 namespace {
 
-struct Placement {
-  bool crosses;
-  std::int64_t ranks_per_node;
+// The ranks an op's group holds: the layout's group of its kind (workloads/placement.h),
+// except kData, which the emitters (model/comm_volume.h) use for the ranks that share
+// model-state shards: dp x Ulysses (DeepSpeed-Ulysses shards ZeRO over both) and, for a MoE
+// rank's own experts (zero_shards / ep ranks), the ranks holding the same experts: one dp
+// index in every block of ep.
+GroupShape op_group_shape(const RankGrid& grid, const Plan& p, const CommOp& op) {
+  GroupShape s = group_shape(grid, op.group);
+  if (op.group != GroupKind::kData) return s;
+  s[static_cast<int>(RankAxis::kSequence)] = {p.ulysses(), 1};
+  if (p.ep > 1 && op.group_size == p.zero_shards() / p.ep) s[static_cast<int>(RankAxis::kData)] = {p.dp / p.ep, p.ep};
+  return s;
+}
+
+// Prices CommOps on the links their groups are placed on. A step repeats a handful of
+// distinct ops thousands of times (layers x micro-batches x passes), and the search calls
+// this per fitting plan: each distinct op is priced once, each group placed once.
+class CommPricer {
+ public:
+  CommPricer(const Plan& p, const ClusterSpec& c, const Calibration& cal)
+      : plan_(p), cluster_(c), cal_(cal), grid_(rank_grid(p, c.gpus_per_node)) {}
+
+  double operator()(const CommOp& op) {
+    const auto key = std::make_tuple(op.collective, op.group, op.group_size, op.bytes);
+    if (const auto it = priced_.find(key); it != priced_.end()) return it->second;
+    const CommLink l = link(op);
+    const double t = comm_time_s(op.collective, op.group_size, static_cast<double>(op.bytes), l.tier == LinkTier::kIb,
+                                 l.ranks_per_node, cluster_, cal_);
+    return priced_.emplace(key, t).first->second;
+  }
+
+  const std::vector<CommLink>& links() const { return links_; }
+
+ private:
+  CommLink link(const CommOp& op) {
+    for (const CommLink& l : links_) {
+      if (l.group == op.group && l.group_size == op.group_size) return l;
+    }
+    const GroupPlacement pl = place(grid_, op_group_shape(grid_, plan_, op));
+    // A send/recv moves one rank's message through that rank's own NIC, however many
+    // members of the group its node holds.
+    const std::int64_t ranks_per_node = op.collective == Collective::kSendRecv ? 1 : pl.ranks_per_node;
+    links_.push_back({op.group, op.group_size, pl.crosses_nodes ? LinkTier::kIb : LinkTier::kNvlink, ranks_per_node});
+    return links_.back();
+  }
+
+  const Plan& plan_;
+  const ClusterSpec& cluster_;
+  const Calibration& cal_;
+  RankGrid grid_;
+  std::vector<CommLink> links_;
+  std::map<std::tuple<Collective, GroupKind, std::int32_t, std::int64_t>, double> priced_;
 };
 
-// Ranks are laid out tp fastest, then Ulysses, then dp, then pp (Megatron's order): a
-// group of `size` ranks with `stride` between members crosses nodes when it spans more
-// than one node; each node then holds gpus_per_node / stride of its members.
-Placement place(std::int64_t size, std::int64_t stride, const ClusterSpec& c) {
-  const std::int64_t gpn = std::max<std::int64_t>(1, c.gpus_per_node);
-  if (size * stride <= gpn) return {false, size};
-  return {true, std::max<std::int64_t>(1, std::min(size, gpn / std::min(stride, gpn)))};
+}  // namespace
+
+StepCommTime transformer_comm_time(const std::vector<CommOp>& ops, const Plan& plan, const ClusterSpec& cluster,
+                                   const Calibration& cal, double p2p_hide_s, std::vector<CommLink>* links) {
+  CommPricer price(plan, cluster, cal);
+  StepCommTime c;
+  for (const CommOp& op : ops) {
+    const double t = price(op);
+    switch (op.group) {
+      case GroupKind::kTensor: c.tp += t; break;
+      case GroupKind::kSequence:
+        // LSS's per-step gradient average is data-parallel traffic, not a layer's.
+        (op.collective == Collective::kAllReduce ? c.dp : c.seq) += t;
+        break;
+      case GroupKind::kExpert: c.ep += t; break;
+      case GroupKind::kPipeline:
+        // Megatron's --overlap-p2p-communication runs the transfer behind the compute issued
+        // between its start and its wait; only what that compute cannot cover shows.
+        c.p2p += op.overlappable ? std::max(0.0, t - p2p_hide_s) : t;
+        break;
+      case GroupKind::kData:
+        // ZeRO-3's parameter gathers run inside the passes; the rest after the backward.
+        (op.collective == Collective::kAllGather && op.phase != Phase::kOptimizer ? c.zero3 : c.dp) += t;
+        break;
+      default: break;
+    }
+  }
+  if (links) *links = price.links();
+  return c;
 }
 
-double coll(Collective k, std::int64_t n, double bytes, Placement pl, const ClusterSpec& c, const Calibration& cal) {
-  return comm_time_s(k, n, bytes, pl.crosses, pl.ranks_per_node, c, cal);
-}
+namespace {
 
 double op_time(const char* kernel, double flops, double bytes, DType dt, const ClusterSpec& c, const Calibration& cal) {
   return compute_time_s(KernelCost{flops, bytes, 0}, dt, c, cal.compute_efficiency(kernel));
 }
 
-void transformer_time(const TransformerSpec& t, const ClusterSpec& c, const Plan& p, const RunShape& shape,
-                      const Calibration& cal, Estimate& e) {
+// ---- transformer compute: one layer and the loss, per micro-batch on one rank -------------
+struct LayerCompute {
+  double t_fwd = 0;        // one layer's forward
+  double t_layer = 0;      // its forward, backward (2x) and recompute
+  double passes = 3.0;     // forward-equivalent passes a layer runs (3, or 4 with full recompute)
+  double flops = 0;        // one layer's forward FLOPs: GEMMs and attention
+  double t_logits = 0;     // the last stage's output GEMM (forward and backward) and cross entropy
+  double logit_flops = 0;  // the output GEMM's forward FLOPs
+};
+
+LayerCompute transformer_compute(const TransformerSpec& t, const ClusterSpec& c, const Plan& p, const RunShape& shape,
+                                 const Calibration& cal) {
   const double s = static_cast<double>(shape.seq), b = static_cast<double>(shape.micro_batch);
   const double h = static_cast<double>(t.hidden), a = static_cast<double>(t.heads), V = static_cast<double>(t.vocab);
   const double tp = p.tp, sd = p.seq_degree(), tu = tp * sd, ss = p.seq_shards();
-  const double layers_stage = static_cast<double>(t.layers) / p.pp;
   const double sbh = s * b * h;
-  const double m = static_cast<double>(micro_batches(p, shape));
   const DType dt = t.dtype;
   const double es = static_cast<double>(dtype_bytes(dt));
 
-  // ---- compute of one layer, forward ----------------------------------------
   const double gemm_flops = layer_gemm_flops(t, p, shape);
   const double gemm_bytes = es * (4.0 * sbh + 12.0 * h * h) / tu;  // activations in/out + weights
   const bool fused = p.attn == AttentionImpl::kFused;
@@ -80,118 +158,100 @@ void transformer_time(const TransformerSpec& t, const ClusterSpec& c, const Plan
   const double t_attn = op_time(fused ? "attention_fused" : "attention_naive", attn_flops, attn_bytes, dt, c, cal);
   const double t_softmax = softmax_bytes > 0 ? op_time("softmax", 0, softmax_bytes, dt, c, cal) : 0.0;
   const double t_elem = op_time("elementwise", 0, elementwise_bytes, dt, c, cal);
-  const double t_layer_fwd = t_gemm + t_attn + t_softmax + t_elem;
-  double passes = 3.0;  // forward + backward (2x)
-  double t_layer = 3.0 * t_layer_fwd;
+
+  LayerCompute lc;
+  lc.t_fwd = t_gemm + t_attn + t_softmax + t_elem;
+  lc.t_layer = 3.0 * lc.t_fwd;  // backward 2x forward
   if (p.recompute == Recompute::kFull) {
-    t_layer += t_layer_fwd;
-    passes += 1.0;
+    lc.t_layer += lc.t_fwd;
+    lc.passes += 1.0;
   } else if (p.recompute == Recompute::kSelective && !fused) {
-    t_layer += t_attn + t_softmax;
+    lc.t_layer += t_attn + t_softmax;
   }
-  const double logit_flops = 2.0 * s * b * h * V / tu;
-  const double t_logits = 3.0 * op_time("gemm", logit_flops, es * (s * b * V / tu + V * h / tp), dt, c, cal) +
-                          op_time("cross_entropy", 0, kLogitBytesPerElement * s * b * V / tu, dt, c, cal);
+  lc.flops = gemm_flops + attn_flops;
+  lc.logit_flops = 2.0 * s * b * h * V / tu;
+  lc.t_logits = 3.0 * op_time("gemm", lc.logit_flops, es * (s * b * V / tu + V * h / tp), dt, c, cal) +
+                op_time("cross_entropy", 0, kLogitBytesPerElement * s * b * V / tu, dt, c, cal);
+  return lc;
+}
 
-  // ---- communication: the ops of model/comm_volume.h, priced one by one -----------
-  // Stage 0's ops (it always exists): per micro-batch one activation out and one gradient
-  // in, both on the critical path (the estimate's two transfers per micro-batch); the
-  // program of another stage differs only in its pipeline transfers.
-  const std::vector<CommOp> comm_ops = transformer_step_comm(t, p, shape, 0);
-  double tp_total = 0, uly_total = 0, ep_total = 0, p2p_total = 0, dp_total = 0, z3_total = 0;
-  // Ranks are laid out tp fastest, then the sequence group, then dp (whose consecutive
-  // ranks form the expert groups), then pp.
-  const std::int64_t tp_sd = static_cast<std::int64_t>(p.tp) * p.seq_degree();
-  // A step repeats a handful of distinct ops thousands of times (layers x micro-batches x
-  // passes): price each distinct one once (the search calls this per fitting plan).
-  std::map<std::tuple<Collective, GroupKind, std::int64_t>, double> priced;
-  for (const CommOp& op : comm_ops) {
-    const double b_op = static_cast<double>(op.bytes);
-    const auto key = std::make_tuple(op.collective, op.group, op.bytes);
-    auto it = priced.find(key);
-    if (it == priced.end()) {
-      double t_op = 0;
-      switch (op.group) {
-        case GroupKind::kTensor: t_op = coll(op.collective, op.group_size, b_op, place(p.tp, 1, c), c, cal); break;
-        case GroupKind::kSequence:
-          t_op = coll(op.collective, op.group_size, b_op, place(p.seq_degree(), p.tp, c), c, cal);
-          break;
-        case GroupKind::kExpert: t_op = coll(op.collective, op.group_size, b_op, place(p.ep, tp_sd, c), c, cal); break;
-        case GroupKind::kPipeline: t_op = coll(op.collective, 2, b_op, place(2, tp_sd * p.dp, c), c, cal); break;
-        case GroupKind::kData:
-          // ZeRO over dp x Ulysses ranks starts at the tp stride; LSS's dp ranks at tp*sp.
-          t_op = coll(op.collective, op.group_size, b_op, place(op.group_size, p.tp * p.lss(), c), c, cal);
-          break;
-        default: break;
-      }
-      it = priced.emplace(key, t_op).first;
-    }
-    switch (op.group) {
-      case GroupKind::kTensor: tp_total += it->second; break;
-      case GroupKind::kSequence:
-        // LSS's per-step gradient average is data-parallel traffic, not a layer's.
-        (op.collective == Collective::kAllReduce ? dp_total : uly_total) += it->second;
-        break;
-      case GroupKind::kExpert: ep_total += it->second; break;
-      case GroupKind::kPipeline: p2p_total += it->second; break;
-      case GroupKind::kData:
-        // ZeRO-3's parameter gathers run inside the passes; the rest after the backward.
-        (op.collective == Collective::kAllGather && op.phase != Phase::kOptimizer ? z3_total : dp_total) += it->second;
-        break;
-      default: break;
-    }
-  }
-  // The per-layer, per-micro-batch terms the schedule below composes (every layer and
-  // micro-batch issues the same ops, so the division is exact).
-  const double per_layer_mb = m * layers_stage;
-  const double t_tp = tp_total / per_layer_mb, t_uly = uly_total / per_layer_mb, t_ep = ep_total / per_layer_mb;
-  const double t_mb_first = layers_stage * (t_layer + t_tp + t_uly + t_ep);
-  const double t_mb_last = t_mb_first + t_logits;
-  const double t_mb_compute = layers_stage * t_layer + t_logits * (p.pp == 1 ? 1.0 : 0.0);
-  const double t_mb = std::max(t_mb_first, t_mb_last);
-  const double t_p2p = p2p_total / m;
+// ---- optimizer step and host offload ------------------------------------------------------
+struct OptimizerTime {
+  double optimizer = 0, offload = 0;
+};
 
-  // ---- data parallel, ZeRO, optimizer, offload --------------------------------
+// `fetch_window_s`: the compute that parameter fetches from the host overlap (only the
+// excess is exposed).
+OptimizerTime optimizer_time(const TransformerSpec& t, const ClusterSpec& c, const Plan& p, const RunShape& shape,
+                             const Calibration& cal, double passes, double fetch_window_s) {
+  const double tp = p.tp, m = static_cast<double>(micro_batches(p, shape));
   const double experts = moe_expert_params(t);
   const double stage_dense = (transformer_params(t, shape.seq) - experts) / (tp * p.pp);
   const double stage_experts = experts / (tp * p.pp * p.ep);
   const std::int64_t nd = p.zero_shards();
-  const double t_dp = dp_total, t_z3 = z3_total;
+  // The states this rank updates: its ZeRO shard of the dense and of its experts' parameters.
   const double shard = stage_dense / static_cast<double>(p.zero >= 1 ? nd : 1) +
                        stage_experts / static_cast<double>(p.zero >= 1 ? nd / p.ep : 1);
-  double t_opt = 0, t_off = 0;
+  OptimizerTime o;
   if (p.offload_optimizer()) {
-    t_opt = shard / c.host_adam_params_per_s;
-    t_off += (kGradBytes + kParamBytes) * shard / c.pcie_bytes_per_s;  // grads down, params up
+    o.optimizer = shard / c.host_adam_params_per_s;
+    o.offload += (kGradBytes + kParamBytes) * shard / c.pcie_bytes_per_s;  // grads down, params up
   } else {
-    t_opt = op_time("optimizer", 0, 32.0 * shard, DType::kFp32, c, cal);
+    o.optimizer = op_time("optimizer", 0, 32.0 * shard, DType::kFp32, c, cal);
   }
   if (p.offload_params()) {
     const double fetch = m * passes * kParamBytes * shard / c.pcie_bytes_per_s;
-    t_off += std::max(0.0, fetch - m * t_mb_compute);
+    o.offload += std::max(0.0, fetch - fetch_window_s);
   }
+  return o;
+}
+
+// ---- transformer step: the schedule composes compute, communication and the rest ------
+void transformer_time(const TransformerSpec& t, const ClusterSpec& c, const Plan& p, const RunShape& shape,
+                      const Calibration& cal, Estimate& e) {
+  const LayerCompute lc = transformer_compute(t, c, p, shape, cal);
+  const double layers_stage = static_cast<double>(t.layers) / p.pp;
+  const double m = static_cast<double>(micro_batches(p, shape));
+  const double chunks = p.schedule == PipeSchedule::kInterleaved ? p.vpp : 1.0;
+
+  // Stage 0's ops (it always exists): per micro-batch one activation out and one gradient
+  // in, both on the critical path; the program of another stage differs only in its
+  // pipeline transfers. An overlappable transfer may hide behind one model chunk's forward.
+  const StepCommTime comm = transformer_comm_time(transformer_step_comm(t, p, shape, 0), p, c, cal,
+                                                  layers_stage / chunks * lc.t_fwd, &e.links);
+  // The per-layer, per-micro-batch terms the schedule below composes (every layer and
+  // micro-batch issues the same ops, so the division is exact).
+  const double per_layer_mb = m * layers_stage;
+  const double t_tp = comm.tp / per_layer_mb, t_uly = comm.seq / per_layer_mb, t_ep = comm.ep / per_layer_mb;
+  const double t_mb_first = layers_stage * (lc.t_layer + t_tp + t_uly + t_ep);
+  const double t_mb_last = t_mb_first + lc.t_logits;
+  const double t_mb_compute = layers_stage * lc.t_layer + lc.t_logits * (p.pp == 1 ? 1.0 : 0.0);
+  const double t_mb = std::max(t_mb_first, t_mb_last);
+  const double t_p2p = comm.p2p / m;
+  const OptimizerTime opt = optimizer_time(t, c, p, shape, cal, lc.passes, m * t_mb_compute);
 
   TimeBreakdown& tb = e.time;
-  tb.compute = m * std::max(layers_stage * t_layer + (p.pp == 1 ? t_logits : 0.0),
+  tb.compute = m * std::max(layers_stage * lc.t_layer + (p.pp == 1 ? lc.t_logits : 0.0),
                             t_mb_last - layers_stage * (t_tp + t_uly + t_ep));
   tb.tp_comm = m * layers_stage * t_tp;
   tb.sp_comm = m * layers_stage * t_uly;
   tb.ep_comm = m * layers_stage * t_ep;
   tb.pp_comm = m * t_p2p;
-  tb.bubble = (p.pp - 1.0) / (p.schedule == PipeSchedule::kInterleaved ? p.vpp : 1.0) * (t_mb + t_p2p);
+  // (p-1)/v micro-batch times (Narayanan et al. 2021).
+  tb.bubble = (p.pp - 1.0) / chunks * (t_mb + t_p2p);
   // Gradient reduction overlaps the last micro-batch's backward (2/3 of its compute).
-  tb.dp_comm = std::max(0.0, t_dp - (2.0 / 3.0) * t_mb_compute);
-  tb.zero3_comm = std::max(0.0, t_z3 - m * t_mb_compute);
-  tb.optimizer = t_opt;
-  tb.offload = t_off;
+  tb.dp_comm = std::max(0.0, comm.dp - (2.0 / 3.0) * t_mb_compute);
+  tb.zero3_comm = std::max(0.0, comm.zero3 - m * t_mb_compute);
+  tb.optimizer = opt.optimizer;
+  tb.offload = opt.offload;
   tb.step = tb.compute + tb.tp_comm + tb.sp_comm + tb.ep_comm + tb.pp_comm + tb.bubble + tb.dp_comm + tb.zero3_comm + tb.optimizer + tb.offload;
 
-  const double gb = static_cast<double>(e.shape.global_batch);
+  const double s = static_cast<double>(shape.seq), gb = static_cast<double>(e.shape.global_batch);
   const double n = static_cast<double>(e.gpus);
-  e.hw_flops_per_gpu = m * (layers_stage * (passes * (gemm_flops + attn_flops)) + (p.pp == 1 ? 3.0 * logit_flops : 0.0));
+  e.hw_flops_per_gpu = m * (layers_stage * (lc.passes * lc.flops) + (p.pp == 1 ? 3.0 * lc.logit_flops : 0.0));
   e.tokens_per_s = gb * s / tb.step;
   e.tflops_per_gpu = megatron_reported_flops(t, p, gb, s) / (n * tb.step) / 1e12;
-  e.mfu = model_flops(t, gb, s) / (n * peak_flops(dt, c) * tb.step);
+  e.mfu = model_flops(t, gb, s) / (n * peak_flops(t.dtype, c) * tb.step);
 }
 
 void evoformer_time(const EvoformerSpec& ev, const ClusterSpec& c, const Plan& p, const RunShape& shape,
@@ -222,22 +282,17 @@ void evoformer_time(const EvoformerSpec& ev, const ClusterSpec& c, const Plan& p
   // Communication: the ops of model/comm_volume.h (evoformer_step_comm, the volumes the
   // dap strategy is measured against), priced one distinct op at a time. FastFold's
   // "duality async" hides the overlappable all-to-alls behind the pair stack about half.
+  CommPricer price(p, c, cal);
   double dap_total = 0, dp_total = 0;
-  std::map<std::tuple<Collective, GroupKind, std::int64_t>, double> priced;
   for (const CommOp& op : evoformer_step_comm(ev, p, shape)) {
-    const auto key = std::make_tuple(op.collective, op.group, op.bytes);
-    auto it = priced.find(key);
-    if (it == priced.end()) {
-      const bool dap_group = op.group == GroupKind::kDap;
-      const Placement pl = dap_group ? place(p.dap, 1, c) : place(p.zero_shards(), p.dap, c);
-      it = priced.emplace(key, coll(op.collective, op.group_size, static_cast<double>(op.bytes), pl, c, cal)).first;
-    }
+    const double t = price(op);
     if (op.group == GroupKind::kDap) {
-      dap_total += (op.overlappable ? 0.5 : 1.0) * it->second;
+      dap_total += (op.overlappable ? 0.5 : 1.0) * t;
     } else {
-      dp_total += it->second;
+      dp_total += t;
     }
   }
+  e.links = price.links();
   const double blocks = static_cast<double>(ev.blocks), extra = static_cast<double>(ev.extra_blocks);
   const double m = static_cast<double>(micro_batches(p, shape));
   e.time.compute = m * (blocks * t_main + extra * t_extra);
@@ -307,6 +362,12 @@ nlohmann::json to_json(const Estimate& e, const ModelSpec& model, const ClusterS
                 {{"compute", t.compute}, {"tp_comm", t.tp_comm}, {"seq_or_dap_comm", t.sp_comm}, {"ep_comm", t.ep_comm}, {"pp_comm", t.pp_comm},
                  {"pipeline_bubble", t.bubble}, {"dp_comm_exposed", t.dp_comm}, {"zero3_comm_exposed", t.zero3_comm},
                  {"optimizer", t.optimizer}, {"offload", t.offload}}}};
+  nlohmann::json links = nlohmann::json::array();
+  for (const CommLink& l : e.links) {
+    links.push_back({{"group", group_name(l.group)}, {"ranks", l.group_size}, {"link", tier_name(l.tier)},
+                     {"ranks_per_node", l.ranks_per_node}});
+  }
+  j["time"]["links"] = links;
   j["throughput"] = {{"tokens_per_s", e.tokens_per_s}, {"tflops_per_gpu", e.tflops_per_gpu}};
   j["mfu"] = e.mfu;
   return j;

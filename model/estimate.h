@@ -5,10 +5,13 @@
 //   compute  every op's FLOPs and bytes priced by the roofline with its calibrated
 //            efficiency (model/roofline.h); backward 2x forward; full recompute one more
 //            forward, selective the attention core again.
-//   comm     alpha-beta per collective on the bottleneck tier: TP (all-reduce, or AG+RS
-//            with Megatron-SP) and Ulysses all-to-all on the critical path; DP gradient
-//            reduction overlapped with the last micro-batch's backward; ZeRO-3 gathers and
-//            parameter offload overlapped with compute (only the excess is exposed).
+//   comm     every op of model/comm_volume.h, alpha-beta on the link its group is placed
+//            on (workloads/placement.h: NVLink inside a node, InfiniBand across): TP
+//            (all-reduce, or AG+RS with Megatron-SP) and Ulysses all-to-all on the critical
+//            path; pipeline transfers on it too, unless marked overlappable (then only what
+//            one model chunk's forward cannot hide); DP gradient reduction overlapped with
+//            the last micro-batch's backward; ZeRO-3 gathers and parameter offload
+//            overlapped with compute (only the excess is exposed).
 //   bubble   (p-1)/v micro-batch times (Narayanan et al. 2021).
 //   optimizer on the GPU (32 B/param streamed) or on the host (cluster Adam rate + PCIe).
 // TFLOP/s per GPU follows Megatron-DeepSpeed's reporting formula (the published GPT-30B
@@ -17,6 +20,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -33,6 +37,15 @@ struct TimeBreakdown {
   double bubble = 0, optimizer = 0, offload = 0, step = 0;
 };
 
+// Where the step's traffic over one group runs, as workloads/placement.h places the group.
+struct CommLink {
+  GroupKind group = GroupKind::kWorld;
+  std::int32_t group_size = 1;
+  LinkTier tier = LinkTier::kNvlink;  // kIb when some group of the kind crosses nodes
+  std::int64_t ranks_per_node = 1;    // NICs a node drives for it: the fewest members a node
+                                      // holds of a group (a send/recv: its one sender)
+};
+
 struct Estimate {
   Plan plan;                 // with dp / sp_degree derived
   RunShape shape;            // with global_batch derived
@@ -42,6 +55,7 @@ struct Estimate {
   MemoryBreakdown memory;
   double device_capacity_bytes = 0;
   TimeBreakdown time;
+  std::vector<CommLink> links;   // one per group the step communicates over
   double hw_flops_per_gpu = 0;   // executed per step, recompute included
   double tokens_per_s = 0;
   double tflops_per_gpu = 0;
@@ -55,6 +69,16 @@ bool memory_fits(const MemoryBreakdown& m, const ClusterSpec& cluster);
 // Full estimate. Validates the plan (throws ConfigError with the reason when invalid).
 Estimate estimate(const ModelSpec& model, const ClusterSpec& cluster, Plan plan, std::int64_t gpus,
                   const RunShape& shape, const Calibration& cal);
+
+// One transformer step's communication per breakdown term (seconds on one rank, before the
+// schedule overlaps anything), every op priced on its group's link. A pipeline transfer
+// marked overlappable exposes only what `p2p_hide_s` of compute cannot cover (model/README.md,
+// "Pipeline transfers"). `links`, when given, receives where each group ran.
+struct StepCommTime {
+  double tp = 0, seq = 0, ep = 0, p2p = 0, dp = 0, zero3 = 0;
+};
+StepCommTime transformer_comm_time(const std::vector<CommOp>& ops, const Plan& plan, const ClusterSpec& cluster,
+                                   const Calibration& cal, double p2p_hide_s, std::vector<CommLink>* links = nullptr);
 
 // Megatron-DeepSpeed's FLOPs per step (all GPUs) and the model FLOPs for MFU.
 double megatron_reported_flops(const TransformerSpec& t, const Plan& p, double batch, double seq);

@@ -13,6 +13,7 @@
 
 #include "kernels/evoformer_attn/evoformer_attn_cost.h"
 #include "kernels/layernorm/layernorm_cost.h"
+#include "workloads/op_kinds.h"
 
 namespace seqscale {
 
@@ -65,14 +66,14 @@ class RecordingOps {
   void layernorm_fwd(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, Tensor& mean, Tensor& rstd,
                      std::int64_t rows, std::int64_t cols) {
     check({&x, &w, &b, &y, &mean, &rstd});
-    record("layernorm_fwd", {rows, cols}, layernorm_fwd_cost(rows, cols, dtype_));
+    record(op_kind::kLayernormFwd, {rows, cols}, layernorm_fwd_cost(rows, cols, dtype_));
   }
   void layernorm_bwd(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd,
                      Tensor& dx, Tensor& dw, Tensor& db, std::int64_t rows, std::int64_t cols) {
     check({&dy, &x, &w, &mean, &rstd, &dx, &dw, &db});
     const KernelCost c = layernorm_bwd_cost(rows, cols, dtype_);
     // The per-chunk fp32 partials of dweight/dbias live only during the call.
-    transient(c.workspace_bytes, "layernorm_bwd_partials", [&] { record("layernorm_bwd", {rows, cols}, c); });
+    transient(c.workspace_bytes, "layernorm_bwd_partials", [&] { record(op_kind::kLayernormBwd, {rows, cols}, c); });
   }
   void gemm(bool /*ta*/, bool /*tb*/, std::int64_t m, std::int64_t n, std::int64_t k, double /*alpha*/,
             const Tensor& a, const Tensor& b, double beta, Tensor& c, std::int64_t batch) {
@@ -84,7 +85,7 @@ class RecordingOps {
     // Each operand at its own element size (a dW output is fp32); C is read too when beta != 0.
     cost.bytes = bt * (mm * kk * static_cast<double>(a.elem) + kk * nn * static_cast<double>(b.elem) +
                        mm * nn * static_cast<double>(c.elem) * (beta != 0.0 ? 2.0 : 1.0));
-    record("gemm", {batch, m, n, k}, cost);
+    record(op_kind::kGemm, {batch, m, n, k}, cost);
   }
   void bias_add(Tensor& y, const Tensor& b, std::int64_t rows, std::int64_t cols) {
     check({&y, &b});
@@ -157,7 +158,7 @@ class RecordingOps {
   void permute_0213(const Tensor& x, Tensor& y, std::int64_t d0, std::int64_t d1, std::int64_t d2, std::int64_t d3) {
     check({&x, &y});
     const double n = static_cast<double>(d0 * d1 * d2 * d3);
-    record("permute", {d0, d1, d2, d3}, KernelCost{0.0, n * static_cast<double>(x.elem + y.elem), 0});
+    record(op_kind::kPermute, {d0, d1, d2, d3}, KernelCost{0.0, n * static_cast<double>(x.elem + y.elem), 0});
   }
 
   Saved attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor* bias, Tensor& o,
@@ -170,7 +171,7 @@ class RecordingOps {
     s.kept = fused_ ? make(rows * heads * len, 4, MemoryKind::kActivations, "attention_lse")
                     : make(s.shape.logits_elements(), dtype_bytes(dtype_), MemoryKind::kActivations,
                            "attention_probabilities");
-    record(fused_ ? "attention_fused_fwd" : "attention_naive_fwd", {rows, len, heads, head_dim},
+    record(fused_ ? op_kind::kAttentionFusedFwd : op_kind::kAttentionNaiveFwd, {rows, len, heads, head_dim},
            evoformer_attn_fwd_cost(s.shape, dtype_, s.has_bias, fused_));
     return s;
   }
@@ -182,7 +183,7 @@ class RecordingOps {
     const EvoformerAttnShape& sh = s.shape;
     const std::int64_t ws = fused_ ? sh.rows() * sh.heads * sh.len * 4 : sh.logits_elements() * dtype_bytes(dtype_);
     transient(ws, fused_ ? "attention_row_dot" : "attention_d_probabilities", [&] {
-      record(fused_ ? "attention_fused_bwd" : "attention_naive_bwd", {sh.n, sh.len, sh.heads, sh.head_dim},
+      record(fused_ ? op_kind::kAttentionFusedBwd : op_kind::kAttentionNaiveBwd, {sh.n, sh.len, sh.heads, sh.head_dim},
              evoformer_attn_bwd_cost(sh, dtype_, s.has_bias, fused_));
     });
   }
@@ -208,7 +209,7 @@ class RecordingOps {
     prog_.add(ComputeOp{kernel, std::move(shape), dtype_, cost, phase_, 0});
   }
   void elementwise(std::vector<std::int64_t> shape, double flops, double bytes) {
-    record("elementwise", std::move(shape), KernelCost{flops, bytes, 0});
+    record(op_kind::kElementwise, std::move(shape), KernelCost{flops, bytes, 0});
   }
   template <class F>
   void transient(std::int64_t bytes, const char* what, F&& op) {

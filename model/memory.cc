@@ -92,147 +92,257 @@ double layer_params(const TransformerSpec& t) {
   return h * (h + 2.0 * kv * d) + h * h + 2.0 * h * static_cast<double>(t.ffn_hidden) + 13.0 * h;
 }
 
-}  // namespace
+// How a plan cuts one micro-batch's activations, in Korthikanti's notation.
+struct Cut {
+  double s, b, h, a, V, sbh;
+  double tp;
+  double ss;            // shards of the sequence outside TP regions
+  double tu;            // shards inside TP regions and attention
+  double layers_stage;
+  double kv_ratio;      // kv heads / heads (GQA)
+};
 
-MemoryBreakdown transformer_memory(const TransformerSpec& t, const ClusterSpec& c, const Plan& p, const RunShape& shape) {
-  const double s = static_cast<double>(shape.seq), b = static_cast<double>(shape.micro_batch);
-  const double h = static_cast<double>(t.hidden), a = static_cast<double>(t.heads);
-  const double V = static_cast<double>(t.vocab);
-  const double tp = p.tp, pp = p.pp, u = p.ulysses();
-  const double ss = p.seq_shards();   // shards of the sequence outside TP regions
-  const double tu = tp * p.seq_degree();  // shards inside TP regions / attention
-  const double layers_stage = static_cast<double>(t.layers) / pp;
-  const double sbh = s * b * h;
-  const double kv_ratio = static_cast<double>(t.kv_heads > 0 ? t.kv_heads : t.heads) / a;
+Cut cut_of(const TransformerSpec& t, const Plan& p, const RunShape& shape) {
+  Cut x{};
+  x.s = static_cast<double>(shape.seq), x.b = static_cast<double>(shape.micro_batch);
+  x.h = static_cast<double>(t.hidden), x.a = static_cast<double>(t.heads), x.V = static_cast<double>(t.vocab);
+  x.sbh = x.s * x.b * x.h;
+  x.tp = p.tp;
+  x.ss = p.seq_shards();
+  x.tu = x.tp * p.seq_degree();
+  x.layers_stage = static_cast<double>(t.layers) / static_cast<double>(p.pp);
+  x.kv_ratio = static_cast<double>(t.kv_heads > 0 ? t.kv_heads : t.heads) / x.a;
+  return x;
+}
 
-  // ---- model states per stage --------------------------------------------
-  const double lp = layer_params(t) / tp;
-  const double emb = V * h / tp;
+// ---- model states per stage ----------------------------------------------------
+// The parameters a rank of the first and of the last stage holds: its share of the stage's
+// layers, the embedding (first) or its tied output copy (last, when pp > 1), and a MoE
+// model's replicated routers; apart, its own experts (ZeRO shards them over fewer ranks)
+// and the learned position table (its own memory term).
+struct StageParams {
+  double layer = 0;  // one layer's share on this rank
+  double first = 0, last = 0, experts = 0, position = 0;
+};
+
+StageParams stage_params(const TransformerSpec& t, const Plan& p, const Cut& x) {
+  StageParams sp;
+  const double h = x.h, ffn = static_cast<double>(t.ffn_hidden), experts = static_cast<double>(t.moe_experts);
+  sp.layer = layer_params(t) / x.tp;
+  const double emb = x.V * h / x.tp;
   // MoE layers: the dense MLP gives way to a replicated router and this rank's experts.
-  const double expert_mlp = 2.0 * h * static_cast<double>(t.ffn_hidden) + static_cast<double>(t.ffn_hidden) + h;
-  const double moe_layers_stage = static_cast<double>(t.moe_layers()) / pp;
-  const double moe_dense = moe_layers_stage * (h * static_cast<double>(t.moe_experts) - expert_mlp / tp);
-  const double stage_experts =
-      moe_layers_stage * static_cast<double>(t.moe_experts) / static_cast<double>(p.ep) * expert_mlp / tp;
-  const double stage_first = lp * layers_stage + emb + moe_dense;
-  const double stage_last = lp * layers_stage + moe_dense + (p.pp > 1 ? emb : 0.0);  // tied output copy
-  double pos_params = 0;
+  const double expert_mlp = 2.0 * h * ffn + ffn + h;
+  const double moe_layers_stage = static_cast<double>(t.moe_layers()) / static_cast<double>(p.pp);
+  const double moe_dense = moe_layers_stage * (h * experts - expert_mlp / x.tp);
+  sp.experts = moe_layers_stage * experts / static_cast<double>(p.ep) * expert_mlp / x.tp;
+  sp.first = sp.layer * x.layers_stage + emb + moe_dense;
+  sp.last = sp.layer * x.layers_stage + moe_dense + (p.pp > 1 ? emb : 0.0);
   if (t.position == PositionEmbedding::kLearned) {
     // DS4Sci: the table is partitioned across the sequence-parallel ranks; before, every
     // rank held all s x h of it (3.2B parameters at 512K x 6144).
-    pos_params = s * h / (p.pos == PosTable::kPartitioned ? ss : 1.0);
+    sp.position = x.s * h / (p.pos == PosTable::kPartitioned ? x.ss : 1.0);
   }
-  const std::int64_t nd = p.zero_shards();
+  return sp;
+}
 
-  // ---- activations (Korthikanti et al. 2022) ---------------------------------
-  // Inside TP regions: Q, K (4 with MHA, 2 + 2r with GQA), V, attention output, and the MLP
-  // (16 sbh for ffn = 4h) = 24 sbh for GPT; outside: LayerNorm inputs, dropout masks,
-  // residual = 10 sbh.
-  const double inner = 2.0 + 4.0 * kv_ratio + 2.0 + 16.0 * static_cast<double>(t.ffn_hidden) / (4.0 * h);
-  const double outside_b = 10.0 * sbh / ss;
-  const double inner_b = inner * sbh / tu;
+// Dense states over the zero_shards ranks, the rank's experts over the zero_shards / ep
+// ranks that hold the same experts.
+ModelStates stage_states(const StageParams& sp, bool first, const Plan& p) {
+  const std::int64_t nd = p.zero_shards();
+  ModelStates st = model_state_bytes(first ? sp.first : sp.last, p.zero, nd, p.offload);
+  if (sp.experts > 0) {
+    const ModelStates ex = model_state_bytes(sp.experts, p.zero, nd / p.ep, p.offload);
+    st.params += ex.params, st.grads += ex.grads, st.optimizer += ex.optimizer, st.host += ex.host;
+  }
+  return st;
+}
+
+// ---- stored activations (Korthikanti et al. 2022) --------------------------------
+// A layer's dense terms per micro-batch. Inside TP regions: Q, K (4 with MHA, 2 + 2r with
+// GQA), V, attention output, and the MLP (16 sbh for ffn = 4h) = 24 sbh for GPT; outside:
+// LayerNorm inputs, dropout masks, residual = 10 sbh.
+struct LayerActivations {
+  double outside = 0, inner = 0;
+  double scores = 0;  // materialized: QK^T 2 B, softmax 2 B, dropout mask 1 B
+  double lse = 0;     // fused: the fp32 log-sum-exp
+};
+
+LayerActivations layer_activations(const TransformerSpec& t, const Cut& x) {
+  LayerActivations la;
+  const double inner = 2.0 + 4.0 * x.kv_ratio + 2.0 + 16.0 * static_cast<double>(t.ffn_hidden) / (4.0 * x.h);
+  la.outside = 10.0 * x.sbh / x.ss;
+  la.inner = inner * x.sbh / x.tu;
+  la.scores = 5.0 * x.a * x.s * x.s * x.b / x.tu;
+  la.lse = 4.0 * x.a * x.s * x.b / x.tu;
+  return la;
+}
+
+// ---- per-strategy terms ------------------------------------------------------------
+// What a strategy adds to a layer beyond the dense terms: bytes kept for backward, bytes
+// live again while full recompute rebuilds the layer, and bytes live only during the
+// layer's backward. A new strategy with memory of its own adds one of these.
+struct LayerExtras {
+  double stored = 0, recomputed = 0, transient = 0;
+};
+
+// MoE: a MoE layer's experts run E*C slots for the T tokens the rank routes, so its MLP
+// activations scale by E*C/T, and it keeps the expert outputs (bf16) and the fp32 router
+// probabilities for the combine's backward. One layer in moe_every is MoE: a layer of the
+// stage stores the average.
+LayerExtras moe_extras(const TransformerSpec& t, const Plan& p, const RunShape& shape, const Cut& x) {
+  LayerExtras e;
+  if (!t.is_moe()) return e;
+  const MoeLayers ml = moe_layers_of(t, p, shape);
+  const double tokens = static_cast<double>(ml.tokens), slots = static_cast<double>(t.moe_experts * moe_capacity(ml));
+  const double mlp_b = 16.0 * static_cast<double>(t.ffn_hidden) / (4.0 * x.h) * x.sbh / x.tu;
+  const double moe_layer = (slots / tokens - 1.0) * mlp_b + 2.0 * slots * x.h + 4.0 * tokens * static_cast<double>(t.moe_experts);
+  e.stored = moe_layer / static_cast<double>(t.moe_every);
+  e.recomputed = moe_layer;
+  return e;
+}
+
+// LSS: the gathered bf16 k and v of the other segments, kept for backward, and their
+// gradients over the whole sequence before the reduce-scatter.
+LayerExtras lss_extras(const Plan& p, const Cut& x) {
+  LayerExtras e;
+  if (p.lss() <= 1) return e;
+  const double kv = 2.0 * x.s * x.b * 2.0 * x.kv_ratio * x.h / x.tp;
+  e.stored = e.recomputed = kv * (1.0 - 1.0 / p.lss());
+  e.transient = kv;
+  return e;
+}
+
+double stored_per_layer(const Plan& p, const Cut& x, const LayerActivations& la, const LayerExtras& moe,
+                        const LayerExtras& lss) {
   const bool materialized = p.attn == AttentionImpl::kMaterialized;
-  const double scores = 5.0 * a * s * s * b / tu;  // QK^T 2 B, softmax 2 B, dropout mask 1 B
-  const double lse = 4.0 * a * s * b / tu;         // fused: fp32 log-sum-exp
-  // MoE: a MoE layer's experts run E*C slots for the T tokens the rank routes; the
-  // average over a stage's layers (one in moe_every is MoE) is what a layer stores.
-  double moe_extra = 0;
-  if (t.is_moe()) {
-    const MoeLayers ml = moe_layers_of(t, p, shape);
-    const double tokens = static_cast<double>(ml.tokens), slots = static_cast<double>(t.moe_experts * moe_capacity(ml));
-    const double mlp_b = 16.0 * static_cast<double>(t.ffn_hidden) / (4.0 * h) * sbh / tu;
-    moe_extra = (slots / tokens - 1.0) * mlp_b + 2.0 * slots * h + 4.0 * tokens * static_cast<double>(t.moe_experts);
-  }
-  const double moe_avg = moe_extra / static_cast<double>(t.moe_every);
-  // LSS: the gathered bf16 k and v of the other segments, kept for backward, and their
-  // gradients over the whole sequence before the reduce-scatter.
-  const double lss_kv = p.lss() > 1 ? 2.0 * s * b * 2.0 * kv_ratio * h / tp : 0.0;
-  const double lss_kv_stored = lss_kv * (1.0 - 1.0 / p.lss());
-  double per_layer = 0;
   switch (p.recompute) {
-    case Recompute::kNone: per_layer = outside_b + inner_b + (materialized ? scores : lse) + moe_avg + lss_kv_stored; break;
-    case Recompute::kSelective: per_layer = outside_b + inner_b + (materialized ? 0.0 : lse) + moe_avg + lss_kv_stored; break;
-    case Recompute::kFull: per_layer = 2.0 * sbh / (p.ckpt_partitioned ? ss * tp : ss); break;
+    case Recompute::kNone: return la.outside + la.inner + (materialized ? la.scores : la.lse) + moe.stored + lss.stored;
+    case Recompute::kSelective: return la.outside + la.inner + (materialized ? 0.0 : la.lse) + moe.stored + lss.stored;
+    case Recompute::kFull: break;
   }
+  // Full recompute keeps the layer input only (split over the TP ranks when partitioned).
+  return 2.0 * x.sbh / (p.ckpt_partitioned ? x.ss * x.tp : x.ss);
+}
+
+// Micro-batches whose activations the first stage holds at once: min(p, m) under 1F1B,
+// times 1 + (p-1)/(pv) interleaved (Narayanan et al. 2021).
+double micro_batches_in_flight(const Plan& p, const RunShape& shape) {
   const std::int64_t m = micro_batches(p, shape);
+  const double pp = p.pp;
   double in_flight = std::min<double>(pp, static_cast<double>(m));
   if (p.schedule == PipeSchedule::kInterleaved && m >= p.pp) in_flight *= 1.0 + (pp - 1.0) / (pp * p.vpp);
+  return in_flight;
+}
 
-  // ---- transients ----------------------------------------------------------
-  const double grad_buffers = 2.0 * 2.0 * sbh / ss;  // dY and dX of the layer in flight
-  double working = grad_buffers + lss_kv;
-  if (p.recompute == Recompute::kFull) working += outside_b + inner_b + (materialized ? 0.0 : lse) + moe_extra + lss_kv_stored;
-  // A partitioned checkpoint is all-gathered back to the full layer input before recompute.
-  if (p.ckpt_partitioned) working += 2.0 * sbh / ss;
-  double score_bytes = 0;
-  if (materialized) {
-    // Recomputed (selective/full) or stored scores, plus their bf16 gradients dP and dS.
-    score_bytes = (p.recompute == Recompute::kNone ? 0.0 : scores) + 4.0 * a * s * s * b / tu;
+// ---- transients and persistent extras ------------------------------------------------
+struct Transients {
+  double working = 0;     // one layer's backward: dY, dX (with full recompute the layer again)
+  double scores = 0;      // materialized scores (recomputed) and their bf16 gradients dP, dS
+  double logits = 0;      // last stage: logits and cross entropy (not live with a backward)
+  double sp_gather = 0;   // Megatron-SP: the gathered layer input and its gradient
+  double mask = 0;        // the persistent bool causal mask
+  double mask_build = 0;  // mask=fp32: the build phase before any activation
+  double zero3 = 0;       // ZeRO-3: the current and the prefetched layer, gathered
+};
+
+Transients transients(const Plan& p, const Cut& x, const LayerActivations& la, const LayerExtras& moe,
+                      const LayerExtras& lss, const StageParams& sp) {
+  Transients tr;
+  const bool materialized = p.attn == AttentionImpl::kMaterialized;
+  tr.working = 2.0 * 2.0 * x.sbh / x.ss + lss.transient;
+  if (p.recompute == Recompute::kFull) {
+    tr.working += la.outside + la.inner + (materialized ? 0.0 : la.lse) + moe.recomputed + lss.recomputed;
   }
-  const double sp_gather = p.sp == SeqParallel::kMegatron ? kSpGatherBytesPerElement * sbh / u : 0.0;
-  const double logits = (s / p.seq_degree()) * b * (V / tp) * kLogitBytesPerElement;
+  // A partitioned checkpoint is all-gathered back to the full layer input before recompute.
+  if (p.ckpt_partitioned) tr.working += 2.0 * x.sbh / x.ss;
+  if (materialized) tr.scores = (p.recompute == Recompute::kNone ? 0.0 : la.scores) + 4.0 * x.a * x.s * x.s * x.b / x.tu;
+  if (p.sp == SeqParallel::kMegatron) tr.sp_gather = kSpGatherBytesPerElement * x.sbh;
+  tr.logits = (x.s / p.seq_degree()) * x.b * (x.V / x.tp) * kLogitBytesPerElement;
   // Megatron's get_ltor_masks_and_position_ids builds the causal mask on the GPU as
   // tril(ones(s, s)) in fp32 (the ones and the tril result: 8 B per element at once), then
   // keeps `mask < 0.5` as bool (1 B). So mask=fp32 costs a one-time 8s^2 while the batch is
   // built (model states live, no activations yet) and a persistent bool s^2 through the
   // step; mask=bool (DS4Sci: built on the host, moved as bool) only the persistent s^2.
-  const double mask = p.mask == MaskKind::kNone ? 0.0 : s * s;
-  const double mask_build = p.mask == MaskKind::kFp32 ? 8.0 * s * s : 0.0;
-  const double zero3 = p.zero == 3 ? 2.0 * lp * kParamBytes : 0.0;  // current + prefetched layer
+  if (p.mask != MaskKind::kNone) tr.mask = x.s * x.s;
+  if (p.mask == MaskKind::kFp32) tr.mask_build = 8.0 * x.s * x.s;
+  if (p.zero == 3) tr.zero3 = 2.0 * sp.layer * kParamBytes;
+  return tr;
+}
 
+// Context and fragmentation on top of the live bytes.
+void add_runtime_overhead(MemoryBreakdown& mb, const ClusterSpec& c) {
+  const double live = mb.peak();
+  mb[MemTerm::kContext] = static_cast<double>(c.context_bytes);
+  mb[MemTerm::kAllocatorOverhead] = c.allocator_overhead * live;
+}
+
+// ---- one stage's peak ------------------------------------------------------------------
+MemoryBreakdown stage_memory(std::int32_t stage, const Plan& p, const ClusterSpec& c, const StageParams& sp,
+                             double activations, const Transients& tr) {
+  MemoryBreakdown mb;
+  mb.stage = stage;
+  const bool first = stage == 0, last = stage == p.pp - 1;
+  const ModelStates st = stage_states(sp, first, p);
+  mb[MemTerm::kParameters] = st.params;
+  mb[MemTerm::kGradients] = st.grads;
+  mb[MemTerm::kOptimizer] = st.optimizer;
+  mb.host_bytes = st.host;
+  if (first && sp.position > 0) {
+    const ModelStates ps = model_state_bytes(sp.position, p.zero, p.zero_shards(), p.offload);
+    mb[MemTerm::kPositionTable] = ps.device();
+    mb.host_bytes += ps.host;
+  }
+  mb[MemTerm::kActivations] = activations;
+  // The loss (last stage) and a layer's backward are not live at the same time.
+  if (last && tr.logits > tr.working + tr.scores) {
+    mb[MemTerm::kLogits] = tr.logits;
+  } else {
+    mb[MemTerm::kBackwardWorkingSet] = tr.working;
+    mb[MemTerm::kAttentionScores] = tr.scores;
+  }
+  mb[MemTerm::kSpGatherBuffers] = tr.sp_gather;
+  mb[MemTerm::kAttentionMask] = tr.mask;
+  mb[MemTerm::kZero3Gather] = tr.zero3;
+  if ((p.zero == 1 || p.zero == 2) && p.zero_shards() > 1) {
+    mb[MemTerm::kCommBuffers] = 2.0 * kParamBytes * std::min(first ? sp.first : sp.last, kZeroBucketElements);
+  }
+  add_runtime_overhead(mb, c);
+  return mb;
+}
+
+// The batch-building phase of mask=fp32: states, position table and buckets live, the fp32
+// mask being built, no activations yet.
+MemoryBreakdown mask_build_phase(const MemoryBreakdown& step, double mask_build, const ClusterSpec& c) {
+  MemoryBreakdown data;
+  data.stage = step.stage;
+  data.host_bytes = step.host_bytes;
+  for (MemTerm t : {MemTerm::kParameters, MemTerm::kGradients, MemTerm::kOptimizer, MemTerm::kPositionTable,
+                    MemTerm::kCommBuffers}) {
+    data[t] = step[t];
+  }
+  data[MemTerm::kAttentionMask] = mask_build;
+  add_runtime_overhead(data, c);
+  return data;
+}
+
+}  // namespace
+
+MemoryBreakdown transformer_memory(const TransformerSpec& t, const ClusterSpec& c, const Plan& p, const RunShape& shape) {
+  const Cut x = cut_of(t, p, shape);
+  const StageParams sp = stage_params(t, p, x);
+  const LayerActivations la = layer_activations(t, x);
+  const LayerExtras moe = moe_extras(t, p, shape, x), lss = lss_extras(p, x);
+  const double per_layer = stored_per_layer(p, x, la, moe, lss);
+  const double in_flight = micro_batches_in_flight(p, shape);
+  const Transients tr = transients(p, x, la, moe, lss, sp);
+  // The first stage holds the most micro-batches, the last the logits: the peak is theirs.
   MemoryBreakdown best;
   double best_peak = -1;
-  for (int stage : {0, p.pp - 1}) {
-    MemoryBreakdown mb;
-    mb.stage = stage;
-    const bool first = stage == 0, last = stage == p.pp - 1;
-    const double stage_params = first ? stage_first : stage_last;
-    ModelStates st = model_state_bytes(stage_params, p.zero, nd, p.offload);
-    if (stage_experts > 0) {
-      const ModelStates ex = model_state_bytes(stage_experts, p.zero, nd / p.ep, p.offload);
-      st.params += ex.params, st.grads += ex.grads, st.optimizer += ex.optimizer, st.host += ex.host;
-    }
-    mb[MemTerm::kParameters] = st.params;
-    mb[MemTerm::kGradients] = st.grads;
-    mb[MemTerm::kOptimizer] = st.optimizer;
-    mb.host_bytes = st.host;
-    if (first && pos_params > 0) {
-      const ModelStates ps = model_state_bytes(pos_params, p.zero, nd, p.offload);
-      mb[MemTerm::kPositionTable] = ps.device();
-      mb.host_bytes += ps.host;
-    }
-    mb[MemTerm::kActivations] = per_layer * layers_stage * (first ? in_flight : 1.0);
-    // The loss (last stage) and a layer's backward are not live at the same time.
-    const double layer_transient = working + score_bytes;
-    if (last && logits > layer_transient) {
-      mb[MemTerm::kLogits] = logits;
-    } else {
-      mb[MemTerm::kBackwardWorkingSet] = working;
-      mb[MemTerm::kAttentionScores] = score_bytes;
-    }
-    mb[MemTerm::kSpGatherBuffers] = sp_gather;
-    mb[MemTerm::kAttentionMask] = mask;
-    mb[MemTerm::kZero3Gather] = zero3;
-    if ((p.zero == 1 || p.zero == 2) && nd > 1) {
-      mb[MemTerm::kCommBuffers] = 2.0 * kParamBytes * std::min(stage_params, kZeroBucketElements);
-    }
-    const double live = mb.peak();
-    mb[MemTerm::kContext] = static_cast<double>(c.context_bytes);
-    mb[MemTerm::kAllocatorOverhead] = c.allocator_overhead * live;
-    if (mask_build > 0) {
-      // The batch-building phase: states, position table, buckets and the fp32 mask build.
-      MemoryBreakdown data;
-      data.stage = stage;
-      data.host_bytes = mb.host_bytes;
-      for (MemTerm t : {MemTerm::kParameters, MemTerm::kGradients, MemTerm::kOptimizer, MemTerm::kPositionTable,
-                        MemTerm::kCommBuffers}) {
-        data[t] = mb[t];
-      }
-      data[MemTerm::kAttentionMask] = mask_build;
-      const double data_live = data.peak();
-      data[MemTerm::kContext] = static_cast<double>(c.context_bytes);
-      data[MemTerm::kAllocatorOverhead] = c.allocator_overhead * data_live;
-      if (data.peak() > mb.peak()) mb = data;
+  for (std::int32_t stage : {0, p.pp - 1}) {
+    MemoryBreakdown mb = stage_memory(stage, p, c, sp, per_layer * x.layers_stage * (stage == 0 ? in_flight : 1.0), tr);
+    if (tr.mask_build > 0) {
+      const MemoryBreakdown build = mask_build_phase(mb, tr.mask_build, c);
+      if (build.peak() > mb.peak()) mb = build;
     }
     const double peak = mb.peak();
     if (peak > best_peak) {
@@ -340,9 +450,7 @@ MemoryBreakdown evoformer_memory(const EvoformerSpec& e, const ClusterSpec& c, c
   }
   mb[MemTerm::kAttentionScores] = att_peak;
   if (p.dap > 1) mb[MemTerm::kCommBuffers] = 2.0 * std::max(main_in, extra_in);  // all-to-all staging
-  const double live = mb.peak();
-  mb[MemTerm::kContext] = static_cast<double>(c.context_bytes);
-  mb[MemTerm::kAllocatorOverhead] = c.allocator_overhead * live;
+  add_runtime_overhead(mb, c);
   return mb;
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "workloads/config_error.h"
+#include "workloads/placement.h"
 
 namespace seqscale {
 
@@ -99,84 +100,159 @@ const Preset& find_preset(const std::string& name) {
   throw ConfigError("--preset: unknown preset '" + name + "' (known: " + known + ")");
 }
 
-std::vector<Plan> enumerate_plans(const Preset& pre, const ModelSpec& model, std::int64_t gpus) {
-  std::vector<Plan> out;
-  const RunShape probe{1 << 20, 1, 0};  // divisible by every power of two we use
-  if (model.is_evoformer()) {
-    for (std::int32_t dap : divisors(gpus)) {
-      for (int zero : pre.zero) {
-        for (Offload off : pre.offload) {
-          for (AttentionImpl attn : pre.attn) {
-            Plan p;
-            p.dap = dap;
-            p.zero = zero;
-            p.offload = off;
-            p.attn = attn;
-            p.recompute = Recompute::kFull;
-            RunShape sh{model.evoformer().n_res, 1, 0};
-            if (check_plan(p, model, gpus, sh).empty()) out.push_back(p);
-          }
-        }
-      }
-    }
-    return out;
+namespace {
+
+// ---- the plan space: a cartesian product of option lists, then one filter ----------------
+
+// One axis of a preset's plan space sets one field to each of its options in turn and
+// hands each plan to `rest` (the axes after it). Options may depend on the fields set by
+// earlier axes: pp divides what tp leaves of the GPUs, Megatron-SP needs tp > 1.
+struct Rest;
+using PlanAxis = std::function<void(const Plan&, const Rest& rest)>;
+using PlanSink = std::function<void(const Plan&)>;
+
+struct Rest {
+  const std::vector<PlanAxis>* axes;
+  std::size_t axis;      // the next axis to expand
+  const PlanSink* emit;  // called with each complete plan
+  void operator()(const Plan& p) const {
+    if (axis == axes->size()) return (*emit)(p);
+    (*axes)[axis](p, Rest{axes, axis + 1, emit});
   }
-  const std::int64_t gpn = 8;  // TP inside a node unless the preset allows crossing
+};
+
+// An axis over a fixed option list (one of the preset's).
+template <class T, class Set>
+PlanAxis axis(std::vector<T> values, Set set) {
+  return [values = std::move(values), set](const Plan& p, const Rest& rest) {
+    for (T v : values) {
+      Plan q = p;
+      set(q, v);
+      rest(q);
+    }
+  };
+}
+
+// An axis whose option list depends on the earlier fields.
+template <class OptionsOf, class Set>
+PlanAxis dependent_axis(OptionsOf options_of, Set set) {
+  return [options_of, set](const Plan& p, const Rest& rest) {
+    for (auto v : options_of(p)) {
+      Plan q = p;
+      set(q, v);
+      rest(q);
+    }
+  };
+}
+
+// Calls `emit` for every plan of the product over `base`, the first axis outermost: the
+// order plans come out in is the search's tie-break (max_sequence and best_plan keep the
+// first of equals).
+void product(const std::vector<PlanAxis>& axes, const Plan& base, const PlanSink& emit) { Rest{&axes, 0, &emit}(base); }
+
+bool own_seq_group(SeqParallel sp) { return sp == SeqParallel::kUlysses || sp == SeqParallel::kLss; }
+
+// `options` without `value` when `drop` holds.
+template <class T>
+std::vector<T> without(std::vector<T> options, bool drop, T value) {
+  if (drop) std::erase(options, value);
+  return options;
+}
+
+// The TP degrees a preset runs here: divisors of the GPU count up to its max_tp, and,
+// unless the preset allows crossing, only those whose groups stay inside a node
+// (workloads/placement.h; 8 GPUs a node on a DGX, 1 on the single-GPU h100/h200 clusters).
+std::vector<std::int32_t> tp_options(const Preset& pre, const ClusterSpec& cluster, std::int64_t gpus) {
+  std::vector<std::int32_t> out;
   for (std::int32_t tp : divisors(gpus)) {
-    if (tp > pre.max_tp || (!pre.tp_across_nodes && tp > gpn)) continue;
-    for (std::int32_t pp : pre.pipeline ? divisors(gpus / tp) : std::vector<std::int32_t>{1}) {
-      for (SeqParallel sp : pre.sp) {
-        std::vector<std::int32_t> degrees{1};
-        const bool own_group = sp == SeqParallel::kUlysses || sp == SeqParallel::kLss;
-        if (own_group) degrees = divisors(gpus / (static_cast<std::int64_t>(tp) * pp));
-        for (std::int32_t deg : degrees) {
-          if (own_group && deg == 1) continue;
-          if (sp == SeqParallel::kMegatron && tp == 1) continue;
-          for (int zero : pre.zero) {
-            if (pp > 1 && zero > 1 && !pre.zero_with_pp_above_1) continue;
-            for (Offload off : pre.offload) {
-              for (Recompute rc : pre.recompute) {
-                for (AttentionImpl attn : pre.attn) {
-                  for (MaskKind mask : pre.mask) {
-                    for (PosTable pos : pre.pos) {
-                      for (int sched = 0; sched < (pre.interleaved && pp > 1 ? 2 : 1); ++sched) {
-                       for (bool part : pre.ckpt_partitioned) {
-                        Plan p;
-                        p.tp = tp;
-                        p.pp = pp;
-                        p.sp = sp;
-                        p.sp_degree = deg;
-                        p.dp = static_cast<std::int32_t>(gpus / (static_cast<std::int64_t>(tp) * pp * deg));
-                        p.zero = zero;
-                        p.offload = off;
-                        p.recompute = rc;
-                        p.attn = attn;
-                        p.mask = mask;
-                        p.pos = pos;
-                        if (sched == 1) {
-                          p.schedule = PipeSchedule::kInterleaved;
-                          p.vpp = 2;
-                        }
-                        p.ckpt_partitioned = part;
-                        // A MoE model: every expert-parallel degree its dp ranks allow.
-                        const bool moe = model.transformer().is_moe();
-                        for (std::int32_t ep : moe ? divisors(p.dp) : std::vector<std::int32_t>{1}) {
-                          Plan q = p;
-                          q.ep = ep;
-                          if (check_plan(q, model, gpus, probe).empty()) out.push_back(q);
-                        }
-                       }
-                      }
-                    }
-                  }
-                }
-              }
-            }
-          }
-        }
-      }
-    }
+    if (tp > pre.max_tp) continue;
+    RankGrid grid;
+    grid.size = {tp, 1, gpus / tp, 1};
+    grid.gpus_per_node = cluster.gpus_per_node;
+    if (!pre.tp_across_nodes && place(grid, GroupKind::kTensor).crosses_nodes) continue;
+    out.push_back(tp);
   }
+  return out;
+}
+
+std::vector<PlanAxis> transformer_axes(const Preset& pre, const ModelSpec& model, const ClusterSpec& cluster,
+                                       std::int64_t gpus) {
+  const bool moe = model.transformer().is_moe();
+  return {
+      axis(tp_options(pre, cluster, gpus), [](Plan& p, std::int32_t v) { p.tp = v; }),
+      dependent_axis([&, gpus](const Plan& p) { return pre.pipeline ? divisors(gpus / p.tp) : std::vector<std::int32_t>{1}; },
+                     [](Plan& p, std::int32_t v) { p.pp = v; }),
+      // Megatron-SP runs on the TP ranks: none without them.
+      dependent_axis([&](const Plan& p) { return without(pre.sp, p.tp == 1, SeqParallel::kMegatron); },
+                     [](Plan& p, SeqParallel v) { p.sp = v; }),
+      // Ulysses and LSS take every degree above 1 the rest of the GPUs allow; dp is what is left.
+      dependent_axis(
+          [gpus](const Plan& p) {
+            return own_seq_group(p.sp) ? without(divisors(gpus / (static_cast<std::int64_t>(p.tp) * p.pp)), true, std::int32_t{1})
+                                       : std::vector<std::int32_t>{1};
+          },
+          [gpus](Plan& p, std::int32_t v) {
+            p.sp_degree = v;
+            p.dp = static_cast<std::int32_t>(gpus / (static_cast<std::int64_t>(p.tp) * p.pp * v));
+          }),
+      // DeepSpeed's pipeline engine takes ZeRO-1 at most.
+      dependent_axis(
+          [&](const Plan& p) {
+            std::vector<int> zero = pre.zero;
+            if (p.pp > 1 && !pre.zero_with_pp_above_1) std::erase_if(zero, [](int z) { return z > 1; });
+            return zero;
+          },
+          [](Plan& p, int v) { p.zero = v; }),
+      axis(pre.offload, [](Plan& p, Offload v) { p.offload = v; }),
+      axis(pre.recompute, [](Plan& p, Recompute v) { p.recompute = v; }),
+      axis(pre.attn, [](Plan& p, AttentionImpl v) { p.attn = v; }),
+      axis(pre.mask, [](Plan& p, MaskKind v) { p.mask = v; }),
+      axis(pre.pos, [](Plan& p, PosTable v) { p.pos = v; }),
+      dependent_axis(
+          [&](const Plan& p) {
+            return pre.interleaved && p.pp > 1 ? std::vector<PipeSchedule>{PipeSchedule::k1F1B, PipeSchedule::kInterleaved}
+                                               : std::vector<PipeSchedule>{PipeSchedule::k1F1B};
+          },
+          [](Plan& p, PipeSchedule v) {
+            p.schedule = v;
+            p.vpp = v == PipeSchedule::kInterleaved ? 2 : 1;
+          }),
+      axis(pre.ckpt_partitioned, [](Plan& p, bool v) { p.ckpt_partitioned = v; }),
+      // A MoE model: every expert-parallel degree its dp ranks allow.
+      dependent_axis([moe](const Plan& p) { return moe ? divisors(p.dp) : std::vector<std::int32_t>{1}; },
+                     [](Plan& p, std::int32_t v) { p.ep = v; }),
+  };
+}
+
+// An Evoformer: DAP over any divisor of the GPUs (the rest data parallel).
+std::vector<PlanAxis> evoformer_axes(const Preset& pre, std::int64_t gpus) {
+  return {
+      axis(divisors(gpus), [](Plan& p, std::int32_t v) { p.dap = v; }),
+      axis(pre.zero, [](Plan& p, int v) { p.zero = v; }),
+      axis(pre.offload, [](Plan& p, Offload v) { p.offload = v; }),
+      axis(pre.attn, [](Plan& p, AttentionImpl v) { p.attn = v; }),
+  };
+}
+
+// The one filter: the plan's own validity (check_plan derives dp and checks divisibility,
+// for a transformer at a probe length divisible by every power of two we use).
+bool valid(const ModelSpec& model, std::int64_t gpus, Plan& p) {
+  const RunShape shape{model.is_evoformer() ? model.evoformer().n_res : std::int64_t{1} << 20, 1, 0};
+  return check_plan(p, model, gpus, shape).empty();
+}
+
+}  // namespace
+
+std::vector<Plan> enumerate_plans(const Preset& pre, const ModelSpec& model, const ClusterSpec& cluster,
+                                  std::int64_t gpus) {
+  Plan base;
+  if (model.is_evoformer()) base.recompute = Recompute::kFull;  // OpenFold checkpoints every block
+  std::vector<Plan> out;
+  product(model.is_evoformer() ? evoformer_axes(pre, gpus) : transformer_axes(pre, model, cluster, gpus), base,
+          [&](const Plan& candidate) {
+            Plan p = candidate;
+            if (valid(model, gpus, p)) out.push_back(p);
+          });
   return out;
 }
 
@@ -206,7 +282,7 @@ MaxSeqResult max_sequence(const ModelSpec& model, const ClusterSpec& cluster, st
   MaxSeqResult r;
   r.gpus = gpus;
   r.preset = preset.name;
-  const std::vector<Plan> plans = enumerate_plans(preset, model, gpus);
+  const std::vector<Plan> plans = enumerate_plans(preset, model, cluster, gpus);
   const std::int64_t hi_limit = max_seq_limit / granularity;
   for (const Plan& plan : plans) {
     // Memory grows monotonically with s, so bisect the grid; start above the best so far
@@ -234,7 +310,7 @@ std::int64_t exhaustive_sweep(const ModelSpec& model, const ClusterSpec& cluster
   r.gpus = gpus;
   r.preset = preset.name;
   std::int64_t evals = 0;
-  for (const Plan& plan : enumerate_plans(preset, model, gpus)) {
+  for (const Plan& plan : enumerate_plans(preset, model, cluster, gpus)) {
     for (std::int64_t s = granularity; s <= max_seq; s += granularity) {
       ++evals;
       if (!fits_at(model, cluster, plan, s)) break;  // monotone: longer ones do not fit either
@@ -253,7 +329,7 @@ std::int64_t exhaustive_sweep(const ModelSpec& model, const ClusterSpec& cluster
 BestPlan best_plan(const ModelSpec& model, const ClusterSpec& cluster, std::int64_t gpus, const Preset& preset,
                    const RunShape& shape, const Calibration& cal) {
   BestPlan best;
-  for (const Plan& plan : enumerate_plans(preset, model, gpus)) {
+  for (const Plan& plan : enumerate_plans(preset, model, cluster, gpus)) {
     Plan p = plan;
     if (!check_plan(p, model, gpus, shape).empty()) continue;
     if (!memory_fits(estimate_memory(model, cluster, p, shape), cluster)) continue;  // cheap filter

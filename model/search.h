@@ -35,7 +35,7 @@ struct Preset {
   std::string name;
   std::string summary;
   std::int32_t max_tp = 8;
-  bool tp_across_nodes = false;
+  bool tp_across_nodes = false;  // else only TP degrees whose groups fit in a node (placement.h)
   std::vector<SeqParallel> sp;
   std::vector<Recompute> recompute;
   std::vector<AttentionImpl> attn;
@@ -52,9 +52,11 @@ struct Preset {
 const std::vector<Preset>& presets();
 const Preset& find_preset(const std::string& name);  // throws ConfigError listing the names
 
-// Every valid plan of the preset for this model and GPU count (sequence-independent
-// divisibility; the sequence is checked per length).
-std::vector<Plan> enumerate_plans(const Preset& preset, const ModelSpec& model, std::int64_t gpus);
+// Every valid plan of the preset for this model, cluster and GPU count (sequence-independent
+// divisibility; the sequence is checked per length). The cluster's gpus_per_node decides
+// which TP degrees stay inside a node (workloads/placement.h).
+std::vector<Plan> enumerate_plans(const Preset& preset, const ModelSpec& model, const ClusterSpec& cluster,
+                                  std::int64_t gpus);
 
 struct MaxSeqResult {
   std::int64_t gpus = 0;

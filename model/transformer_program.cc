@@ -5,6 +5,7 @@
 
 #include "model/comm_volume.h"
 #include "model/memory.h"
+#include "workloads/op_kinds.h"
 
 namespace seqscale {
 
@@ -83,16 +84,16 @@ StepProgram build_transformer_program(const TransformerSpec& t, const Plan& p, c
   for (std::int64_t mb_i = 0; mb_i < m; ++mb_i) {
     for (std::int64_t l = 0; l < layers_stage; ++l) {
       for (double pass = 0; pass < passes; pass += 1.0) {
-        ComputeOp g{"gemm", {shape.seq, shape.micro_batch, t.hidden}, t.dtype, KernelCost{gemm_flops, 0, 0},
+        ComputeOp g{op_kind::kGemm, {shape.seq, shape.micro_batch, t.hidden}, t.dtype, KernelCost{gemm_flops, 0, 0},
                     pass < 1 ? Phase::kForward : (pass < 3 ? Phase::kBackward : Phase::kRecompute), static_cast<std::int32_t>(l)};
         prog.add(g);
-        ComputeOp a{p.attn == AttentionImpl::kFused ? "attention_fused" : "attention_naive", {shape.seq, t.heads},
+        ComputeOp a{p.attn == AttentionImpl::kFused ? op_kind::kAttentionFused : op_kind::kAttentionNaive, {shape.seq, t.heads},
                     t.dtype, KernelCost{attn_flops, 0, 0}, g.phase, static_cast<std::int32_t>(l)};
         prog.add(a);
       }
     }
     if (last && p.pp == 1) {
-      prog.add(ComputeOp{"gemm", {shape.seq, t.vocab}, t.dtype, KernelCost{3.0 * 2.0 * s * b * h * V / tu, 0, 0}, Phase::kForward, -1});
+      prog.add(ComputeOp{op_kind::kGemm, {shape.seq, t.vocab}, t.dtype, KernelCost{3.0 * 2.0 * s * b * h * V / tu, 0, 0}, Phase::kForward, -1});
     }
   }
   // The step's collectives (model/comm_volume.h, the ops estimate() prices), after the

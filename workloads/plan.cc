@@ -125,12 +125,14 @@ Plan parse_plan(std::string_view text) {
                                                    {"params", Offload::kParams}, {"all", Offload::kAll}});
     } else if (key == "schedule") {
       p.schedule = parse_enum<PipeSchedule>(key, value, {{"1f1b", PipeSchedule::k1F1B}, {"interleaved", PipeSchedule::kInterleaved}});
+    } else if (key == "p2p_overlap") {
+      p.p2p_overlap = parse_int(key, value, 0, 1) == 1;
     } else if (key == "ckpt") {
       p.ckpt_partitioned = parse_enum<bool>(key, value, {{"local", false}, {"partitioned", true}});
     } else if (key == "pos") {
       p.pos = parse_enum<PosTable>(key, value, {{"partitioned", PosTable::kPartitioned}, {"replicated", PosTable::kReplicated}});
     } else {
-      plan_error(key, "is unknown (known: tp, pp, dp, vpp, schedule, sp, sp_degree, dap, ep, zero, recompute, attn, mask, offload, pos, ckpt)");
+      plan_error(key, "is unknown (known: tp, pp, dp, vpp, schedule, p2p_overlap, sp, sp_degree, dap, ep, zero, recompute, attn, mask, offload, pos, ckpt)");
     }
   }
   const bool own_group = p.sp == SeqParallel::kUlysses || p.sp == SeqParallel::kLss;
@@ -146,6 +148,7 @@ std::string plan_to_string(const Plan& p) {
   if (p.pp > 1) {
     s += ",schedule=" + std::string(schedule_name(p.schedule));
     if (p.schedule == PipeSchedule::kInterleaved) s += ",vpp=" + std::to_string(p.vpp);
+    if (p.p2p_overlap) s += ",p2p_overlap=1";
   }
   s += ",sp=" + std::string(sp_name(p.sp));
   if (p.sp == SeqParallel::kUlysses || p.sp == SeqParallel::kLss) s += ",sp_degree=" + std::to_string(p.sp_degree);
@@ -195,6 +198,9 @@ std::string check_plan(Plan& p, const ModelSpec& model, std::int64_t gpus, const
     return "ckpt=partitioned needs recompute=full, tp>1 and no Megatron-SP (which already shards the checkpoints)";
   }
   if (p.schedule == PipeSchedule::k1F1B && p.vpp != 1) return "vpp>1 needs schedule=interleaved";
+  if (p.p2p_overlap && p.schedule != PipeSchedule::kInterleaved) {
+    return "p2p_overlap=1 needs schedule=interleaved (Megatron overlaps only the interleaved schedule's transfers)";
+  }
   if (micro_batches(p, shape) < 1) return "global batch is smaller than dp*micro-batch";
   if (p.schedule == PipeSchedule::kInterleaved && micro_batches(p, shape) % p.pp != 0) {
     return "schedule=interleaved needs the number of micro-batches to be a multiple of pp (Megatron)";

@@ -5,6 +5,8 @@
 // Keys (defaults in brackets):
 //   tp [1]  pp [1]  dp [derived: gpus / (tp*pp*sp_degree*dap)]  vpp [1] virtual stages
 //   schedule [1f1b] | interleaved          sp [none] | megatron | ulysses | lss
+//   p2p_overlap [0] | 1  overlap the interleaved schedule's pipeline transfers with compute
+//           (Megatron's --overlap-p2p-communication; older releases block on them)
 //   sp_degree [derived for ulysses, lss]   dap [1]  Dynamic Axial Parallelism (Evoformer)
 //   ep [1]  expert-parallel degree of a MoE model: the experts are split over ep of the
 //           dp ranks (DeepSpeed-MoE's expert parallel group; must divide dp and experts)
@@ -54,6 +56,7 @@ struct Plan {
   PipeSchedule schedule = PipeSchedule::k1F1B;
   PosTable pos = PosTable::kPartitioned;
   bool ckpt_partitioned = false;
+  bool p2p_overlap = false;     // interleaved schedule only (Megatron disables it for 1F1B)
 
   bool offload_optimizer() const { return offload == Offload::kOptimizer || offload == Offload::kAll; }
   bool offload_params() const { return offload == Offload::kParams || offload == Offload::kAll; }

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "workloads/config_error.h"
+#include "workloads/hf_config.h"
 #include "workloads/json_fields.h"
 
 namespace seqscale {
@@ -50,6 +51,19 @@ TransformerSpec read_transformer(JsonFields& f, const std::string& where) {
   else if (pos == "rotary") t.position = PositionEmbedding::kRotary;
   else f.fail("position_embedding", "is '" + pos + "', must be 'learned' or 'rotary'");
   t.dtype = read_dtype(f, "dtype", DType::kBf16);
+  const std::string mlp = f.str_or("mlp", "gelu");
+  if (mlp == "gelu") t.mlp = MlpKind::kGelu;
+  else if (mlp == "swiglu") t.mlp = MlpKind::kSwiglu;
+  else f.fail("mlp", "is '" + mlp + "', must be 'gelu' or 'swiglu'");
+  const std::string norm = f.str_or("norm", "layernorm");
+  if (norm == "layernorm") t.norm = NormKind::kLayerNorm;
+  else if (norm == "rmsnorm") t.norm = NormKind::kRmsNorm;
+  else f.fail("norm", "is '" + norm + "', must be 'layernorm' or 'rmsnorm'");
+  t.parallel_residual = f.boolean_or("parallel_residual", false);
+  if (f.has("rotary_pct") && t.position != PositionEmbedding::kRotary) {
+    f.fail("rotary_pct", "applies only with position_embedding 'rotary'");
+  }
+  t.rotary_pct = f.number_or("rotary_pct", 1.0, 0.0, 1.0);
   if (f.has("moe")) {
     JsonFields m(f.raw("moe"), where, f.field_path("moe"));
     t.moe_experts = m.integer("experts", 1, 1 << 16);
@@ -134,6 +148,7 @@ std::string resolve_workload_file(const std::string& kind, const std::string& na
 ModelSpec load_model(const std::string& name_or_path) {
   const std::string path = resolve_workload_file("models", name_or_path);
   const nlohmann::json doc = read_json_file(path);
+  if (is_hf_config(doc)) return read_hf_config(doc, path);  // a Hugging Face config.json
   JsonFields f(doc, path);
   ModelSpec m;
   m.source = path;
@@ -160,7 +175,9 @@ ClusterSpec load_cluster(const std::string& name_or_path) {
   c.gpu = f.str("gpu");
   c.gpus_per_node = f.integer("gpus_per_node", 1, 64);
   c.max_nodes = f.integer("max_nodes", 1, 1 << 20);
-  c.gpu_memory_bytes = static_cast<std::int64_t>(f.number("gpu_memory_GB", 1, 1e5) * 1e9);
+  // Down to 1 MB: a CPU "cluster" whose device memory is SEQSCALE_CPU_MEMORY_BUDGET
+  // (workloads/clusters/cpu-256mb.json) prices the CPU executor's points.
+  c.gpu_memory_bytes = static_cast<std::int64_t>(f.number("gpu_memory_GB", 1e-3, 1e5) * 1e9);
   c.peak_bf16_flops = f.number("peak_bf16_TFLOPs", 1, 1e6) * 1e12;
   c.peak_fp32_flops = f.number("peak_fp32_TFLOPs", 1, 1e6) * 1e12;
   c.hbm_bytes_per_s = f.number("hbm_GBps", 1, 1e6) * 1e9;

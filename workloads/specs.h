@@ -10,6 +10,8 @@
 namespace seqscale {
 
 enum class PositionEmbedding : std::uint8_t { kLearned, kRotary };
+enum class MlpKind : std::uint8_t { kGelu, kSwiglu };      // bias + GELU (GPT) | SwiGLU (Llama)
+enum class NormKind : std::uint8_t { kLayerNorm, kRmsNorm };
 
 // GPT-NeoX / GenSLM style decoder.
 struct TransformerSpec {
@@ -21,6 +23,15 @@ struct TransformerSpec {
   std::int64_t vocab = 0;
   PositionEmbedding position = PositionEmbedding::kLearned;
   DType dtype = DType::kBf16;
+  // Layer structure (workloads/transformer_layer/transformer_layer_def.h). The defaults are
+  // Megatron GPT's, which every shipped model file meant before these fields existed:
+  // bias + GELU MLP, LayerNorm, sequential residual. GPT-NeoX sets parallel_residual
+  // (x + attn(ln1(x)) + mlp(ln2(x))) and rotary_pct 0.25; Llama sets swiglu and rmsnorm.
+  // rotary_pct, the fraction of each head's dims rotated, applies with rotary positions only.
+  MlpKind mlp = MlpKind::kGelu;
+  NormKind norm = NormKind::kLayerNorm;
+  bool parallel_residual = false;
+  double rotary_pct = 1.0;
   // Mixture of experts (GShard, Lepikhin et al. 2020; DeepSpeed-MoE): the MLP of every
   // moe_every-th layer is moe_experts experts of ffn_hidden each, every token routed to
   // its top moe_top_k with capacity factor moe_capacity_factor. JSON: "moe": {"experts",
@@ -64,6 +75,9 @@ struct ModelSpec {
   std::string name;
   std::string source;   // file it came from, for error messages
   std::variant<TransformerSpec, EvoformerSpec> arch;
+  // A Hugging Face config.json read directly (workloads/hf_config.h): the fields it could
+  // not map, in one line ("" when everything mapped, and for seqscale's own files).
+  std::string unmapped_fields;
   bool is_transformer() const { return std::holds_alternative<TransformerSpec>(arch); }
   bool is_evoformer() const { return std::holds_alternative<EvoformerSpec>(arch); }
   const TransformerSpec& transformer() const { return std::get<TransformerSpec>(arch); }

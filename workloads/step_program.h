@@ -21,7 +21,7 @@ struct KernelCost {
 };
 
 struct ComputeOp {
-  std::string kernel;                 // registered kernel name, e.g. "layernorm_fwd"
+  std::string kernel;                 // its op kind (workloads/op_kinds.h), e.g. "layernorm_fwd"
   std::vector<std::int64_t> shape;    // kernel-specific, documented by the kernel
   DType dtype = DType::kBf16;
   KernelCost cost;

@@ -4,8 +4,9 @@
 // chunks while the host Adam updates the previous chunk (a copy thread overlaps the
 // optimizer), the updated fp32 parameters stream back the same way, and the DP group
 // all-gathers them. Optimizer states (m, v, fp32 master) live on the host only: the
-// StepProgram records them as host memory events. On the MPI backend "device" and host
-// are both host memory; the copies and their overlap are real.
+// memory model prices them as host bytes. On the MPI backend "device" and host are both
+// host memory; the copies and their overlap are real. On the wire it is ZeRO-2
+// (workloads/parallel/data_parallel_comm.h): the host copies are not collectives.
 #include <algorithm>
 #include <cstring>
 #include <thread>
@@ -16,15 +17,11 @@ namespace seqscale::comm {
 namespace {
 
 constexpr int kChunks = 4;
-constexpr std::int64_t kParamBytes = ZeroModel::kParams * 4;
 
-void declare(const RankLayout& l, int, StepProgram& p) {
-  const std::int64_t shard_bytes = kParamBytes / l.group_size(GroupKind::kData);
-  p.alloc(MemoryKind::kOptimizerStates, 3 * shard_bytes, "adam m, v, fp32 master (host)", true);
-  for (int step = 0; step < ZeroModel::kSteps; ++step) {
-    declare_comm(p, l, Collective::kReduceScatter, GroupKind::kData, kParamBytes, Phase::kBackward, true);
-    declare_comm(p, l, Collective::kAllGather, GroupKind::kData, kParamBytes, Phase::kOptimizer);
-  }
+CommOps emit(const RankLayout& l, int) {
+  CommOps ops;
+  for (int step = 0; step < ZeroModel::kSteps; ++step) data_parallel_grads(ops, zero_states(l), 2);
+  return ops;
 }
 
 // Chunked pipeline: copy chunk i+1 in (device -> host) while `work` runs on chunk i.
@@ -58,6 +55,7 @@ Tensors run(Communicator& c, StrategyMath& math, const RankLayout& l) {
     const auto x = zero_batch(step, me, false), dy = zero_batch(step, me, true);
     std::vector<float> g(ZeroModel::kParams);
     math.matmul_tn(x.data(), dy.data(), g.data(), t, h, h);
+    c.set_phase(Phase::kBackward);
     c.reduce_scatter(GroupKind::kData, g.data(), dev_grad.data(), shard, DType::kFp32, ReduceOp::kAvg);
     // device -> host gradient copy overlapped with the host Adam of the previous chunk.
     // Host adam_step, not math.adam_step, whatever math is: running the optimizer on the
@@ -67,6 +65,7 @@ Tensors run(Communicator& c, StrategyMath& math, const RankLayout& l) {
     });
     // host -> device parameter copy (chunked; nothing left to overlap with on the CPU)
     overlapped(host_master.data(), dev_shard.data(), shard, [](std::int64_t, std::int64_t) {});
+    c.set_phase(Phase::kOptimizer);
     c.all_gather(GroupKind::kData, dev_shard.data(), w.data(), shard, DType::kFp32);
   }
   return {{"w", w}, {"grad_shard", host_grad}};
@@ -92,6 +91,6 @@ Tensors reference(const RankLayout& l, int rank) {
 }  // namespace
 
 SEQSCALE_STRATEGY(cpu_offload, {"cpu_offload", "ZeRO-2 with optimizer states and Adam on the host, overlapped copies",
-                                [](int n) { return ParallelDims{.dp = n}; }, declare, run, reference, 1e-5});
+                                [](int n) { return ParallelDims{.dp = n}; }, emit, run, reference, 1e-5});
 
 }  // namespace seqscale::comm

@@ -9,13 +9,16 @@
 // every DAP rank, as FastFold's last EvoformerBlock and ExtraMSABlock gather both (the
 // gather's backward, a split, is local).
 // Backward: all-to-alls mirrored, the gradient of the all-gathered bias reduce-scattered
-// back to the pair rows, replicated weights' gradients all-reduced. "Duality async":
-// the d(w) all-reduce is launched, the row-op backward runs, then it is waited on.
+// back to the pair rows, and once per step the replicated weights' gradients, fused
+// into one buffer [d(w) | d(w_b)], all-reduced. The MSA half of one block of
+// workloads/parallel/dap_comm.h as the stack's last, so with its exit gathers; no pair
+// stack and no outer product mean.
 // The bias projection and the row op (and their backward) are GEMMs on the strategy's
 // math; the softmax and the column op are host glue.
 #include <cmath>
 
 #include "comm/strategies/strategy.h"
+#include "workloads/parallel/dap_comm.h"
 
 namespace seqscale::comm {
 namespace {
@@ -23,19 +26,27 @@ namespace {
 constexpr int kSeq = 8, kRes = 8, kC = 4, kCz = 4;  // kSeq, kRes % P == 0 for P <= 8
 constexpr std::uint64_t kSeed = 700;
 
-void declare(const RankLayout& l, int, StepProgram& p) {
-  const int n = l.group_size(GroupKind::kDap);
-  const std::int64_t msa_bytes = std::int64_t{kSeq} / n * kRes * kC * 4, bias_bytes = std::int64_t{kRes} * kRes * 4;
-  declare_comm(p, l, Collective::kAllGather, GroupKind::kDap, bias_bytes, Phase::kForward);
-  declare_comm(p, l, Collective::kAllToAll, GroupKind::kDap, msa_bytes, Phase::kForward);
-  declare_comm(p, l, Collective::kAllToAll, GroupKind::kDap, msa_bytes, Phase::kForward);
-  declare_comm(p, l, Collective::kAllGather, GroupKind::kDap, std::int64_t{kSeq} * kRes * kC * 4, Phase::kForward);
-  declare_comm(p, l, Collective::kAllGather, GroupKind::kDap, std::int64_t{kRes} * kRes * kCz * 4, Phase::kForward);
-  declare_comm(p, l, Collective::kAllToAll, GroupKind::kDap, msa_bytes, Phase::kBackward);
-  declare_comm(p, l, Collective::kAllReduce, GroupKind::kDap, kC * 4, Phase::kBackward, true);  // d(w), async
-  declare_comm(p, l, Collective::kAllToAll, GroupKind::kDap, msa_bytes, Phase::kBackward);
-  declare_comm(p, l, Collective::kReduceScatter, GroupKind::kDap, bias_bytes, Phase::kBackward);
-  declare_comm(p, l, Collective::kAllReduce, GroupKind::kDap, kCz * 4, Phase::kBackward);  // d(w_b)
+// The block as the emitter reads it: one pair-bias head, fp32.
+EvoformerSpec spec() {
+  EvoformerSpec e;
+  e.n_seq = kSeq, e.n_res = kRes, e.c_m = kC, e.c_z = kCz;
+  e.c_hidden_opm = 0, e.c_hidden_tri_mul = 0;
+  e.msa = {1, kC};
+  e.blocks = 1;
+  e.dtype = DType::kFp32;
+  return e;
+}
+
+CommOps emit(const RankLayout& l, int) {
+  Plan p = toy_plan(l);
+  p.dap = l.dims().sp;  // DAP runs on the sequence-parallel axis (comm/groups.h)
+  const RunShape shape{kRes, 1, 1};
+  CommOps ops;
+  dap_msa_half(ops, spec(), p, shape, EvoformerStack::kMain, Phase::kForward);
+  dap_stack_exit(ops, spec(), p, shape, EvoformerStack::kMain);
+  dap_msa_half(ops, spec(), p, shape, EvoformerStack::kMain, Phase::kBackward);
+  dap_weight_grads(ops, p, (kC + kCz) * 4.0);
+  return ops;
 }
 
 struct Inputs {
@@ -169,22 +180,24 @@ Tensors run(Communicator& c, StrategyMath& math, const RankLayout& l) {
   c.all_gather(GroupKind::kDap, out["out"].data(), out["m_exit"].data(), sl * kRes * kC, DType::kFp32);
   c.all_gather(GroupKind::kDap, z.data(), out["z_exit"].data(), rl * kRes * kCz, DType::kFp32);
 
+  c.set_phase(Phase::kBackward);
   const auto g = slice_rows(in.dout, kRes * kC, me * sl, (me + 1) * sl);
   const auto gc = seq_to_res(c, g, n);
   std::vector<float> dw;
   const auto dm1c = col_bwd(gc, in.w, mean, rl, dw);
-  auto dw_work = c.iall_reduce(GroupKind::kDap, dw.data(), dw.data(), kC, DType::kFp32, ReduceOp::kSum);
   res_to_seq_async(c, dm1c, tmp, n)->wait();
   const auto dm1 = unpack_res_blocks(tmp, n);
   std::vector<float> db_partial, db_rows(static_cast<std::size_t>(rl) * kRes);
-  out["dm"] = row_bwd(math, m, a, dm1, sl, db_partial);  // overlaps the d(w) all-reduce
-  dw_work->wait();
-  out["dw"] = dw;
+  out["dm"] = row_bwd(math, m, a, dm1, sl, db_partial);
   c.reduce_scatter(GroupKind::kDap, db_partial.data(), db_rows.data(), rl * kRes, DType::kFp32);
   std::vector<float> dwb;
   pair_bwd(math, z.data(), db_rows.data(), rl, in.wb, out["dz"], dwb);
-  c.all_reduce(GroupKind::kDap, dwb.data(), dwb.data(), kCz, DType::kFp32);
-  out["dwb"] = dwb;
+  // The step's weight gradients, partial sums over the DAP ranks' shards, in one buffer.
+  std::vector<float> grads(dw);
+  grads.insert(grads.end(), dwb.begin(), dwb.end());
+  c.all_reduce(GroupKind::kDap, grads.data(), grads.data(), kC + kCz, DType::kFp32);
+  out["dw"].assign(grads.begin(), grads.begin() + kC);
+  out["dwb"].assign(grads.begin() + kC, grads.end());
   return out;
 }
 
@@ -212,6 +225,6 @@ Tensors reference(const RankLayout& l, int rank) {
 }  // namespace
 
 SEQSCALE_STRATEGY(dap, {"dap", "Evoformer DAP: all-to-all between N_seq and N_res splits, all-gathered pair bias",
-                        [](int n) { return ParallelDims{.sp = n}; }, declare, run, reference, 1e-5});
+                        [](int n) { return ParallelDims{.sp = n}; }, emit, run, reference, 1e-5});
 
 }  // namespace seqscale::comm

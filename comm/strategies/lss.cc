@@ -8,27 +8,35 @@
 //                        all-reduce over all sp x dp ranks
 // Each DP replica sees its own sequence. Per-rank loss: mean over its segment's tokens,
 // so the two averages give the gradient of the mean over all tokens and sequences.
+// One attention layer of workloads/parallel/lss_comm.h, then the data-parallel average of
+// data_parallel_comm.h.
 #include <algorithm>
 
 #include "comm/strategies/strategy.h"
+#include "workloads/parallel/data_parallel_comm.h"
+#include "workloads/parallel/lss_comm.h"
 
 namespace seqscale::comm {
 namespace {
 
 constexpr int kSeq = 16, kHidden = 8, kW = kHidden * kHidden;  // kSeq % sp == 0 for sp <= 8
 constexpr std::uint64_t kSeed = 800;
+constexpr RunShape kShape{kSeq, 1, 1};
 
 ParallelDims dims(int world) {
   const int sp = world >= 4 ? world / 2 : world;
   return ParallelDims{.sp = sp, .dp = world / sp};
 }
 
-void declare(const RankLayout& l, int, StepProgram& p) {
-  const std::int64_t kv = std::int64_t{kSeq} * 2 * kHidden * 4, grads = 3 * kW * 4;
-  declare_comm(p, l, Collective::kAllGather, GroupKind::kSequence, kv, Phase::kForward);
-  declare_comm(p, l, Collective::kReduceScatter, GroupKind::kSequence, kv, Phase::kBackward);
-  declare_comm(p, l, Collective::kAllReduce, GroupKind::kSequence, grads, Phase::kBackward, true);
-  declare_comm(p, l, Collective::kAllReduce, GroupKind::kData, grads, Phase::kBackward, true);
+CommOps emit(const RankLayout& l, int) {
+  Plan p = toy_plan(l);
+  p.sp = SeqParallel::kLss, p.sp_degree = l.dims().sp;
+  const ReplicatedStates weights{3.0 * kW, p.dp, 4.0, 4.0};  // [Wq | Wk | Wv], fp32
+  CommOps ops;
+  for (Phase ph : {Phase::kForward, Phase::kBackward}) lss_attention(ops, toy_transformer(kHidden), p, kShape, ph);
+  lss_grad_average(ops, p, weights.grad_bytes * weights.params);
+  data_parallel_grads(ops, weights, p.zero);
+  return ops;
 }
 
 struct Model {
@@ -90,6 +98,7 @@ Tensors run(Communicator& c, StrategyMath& math, const RankLayout& l) {
   Tensors out;
   auto& o = out["o"];
   for (int t = 0; t < seg; ++t) o.insert(o.end(), o2.begin() + t * 2 * d, o2.begin() + t * 2 * d + d);
+  c.set_phase(Phase::kBackward);
   std::vector<float> dq2(q2.size(), 0.f), dkv(kv.size(), 0.f), dkv_local(kv_local.size());
   math.attention_bwd(q2.data(), kv.data(), kv.data() + d, do2.data(), dq2.data(), dkv.data(), dkv.data() + d, seg,
                      kSeq, d, 2 * d);
@@ -138,6 +147,6 @@ Tensors reference(const RankLayout& l, int rank) {
 }  // namespace
 
 SEQSCALE_STRATEGY(lss, {"lss", "LSS segmented attention: fused k|v all-gather, double gradient averaging", dims,
-                        declare, run, reference, 1e-5});
+                        emit, run, reference, 1e-5});
 
 }  // namespace seqscale::comm

@@ -5,22 +5,30 @@
 // and backward mirrors it (all-gather of dY, reduce-scatter of dX). The replicated
 // gamma's gradient is all-reduced over the TP group, as Megatron does for LayerNorm.
 // Volume equals plain TP's (an all-reduce is a reduce-scatter plus an all-gather) while
-// activations outside the block shrink by tp.
+// activations outside the block shrink by tp. One Megatron-SP block and the per-step
+// norm-gradient all-reduce of workloads/parallel/tensor_parallel_comm.h.
 #include "comm/strategies/mlp_shard.h"
+#include "workloads/parallel/tensor_parallel_comm.h"
 
 namespace seqscale::comm {
 namespace {
 
 constexpr int kTokens = 16, kHidden = 8, kFfn = 16;  // kTokens, kFfn % tp == 0 for tp <= 8
 constexpr std::uint64_t kSeed = 200;
-constexpr std::int64_t kActBytes = std::int64_t{kTokens} * kHidden * 4;
+constexpr RunShape kShape{kTokens, 1, 1};
 
-void declare(const RankLayout& l, int, StepProgram& p) {
-  declare_comm(p, l, Collective::kAllGather, GroupKind::kTensor, kActBytes, Phase::kForward);
-  declare_comm(p, l, Collective::kReduceScatter, GroupKind::kTensor, kActBytes, Phase::kForward);
-  declare_comm(p, l, Collective::kAllGather, GroupKind::kTensor, kActBytes, Phase::kBackward);
-  declare_comm(p, l, Collective::kReduceScatter, GroupKind::kTensor, kActBytes, Phase::kBackward);
-  declare_comm(p, l, Collective::kAllReduce, GroupKind::kTensor, kHidden * 4, Phase::kBackward, true);  // d(gamma)
+Plan plan(const RankLayout& l) {
+  Plan p = toy_plan(l);
+  p.sp = SeqParallel::kMegatron;
+  return p;
+}
+
+CommOps emit(const RankLayout& l, int) {
+  CommOps ops;
+  for (Phase ph : {Phase::kForward, Phase::kBackward})
+    tensor_parallel_block(ops, toy_transformer(kHidden), plan(l), kShape, ph);
+  sequence_parallel_grads(ops, plan(l), kHidden, 4.0);  // d(gamma): one fp32 norm weight
+  return ops;
 }
 
 struct Inputs {
@@ -46,6 +54,7 @@ Tensors run(Communicator& c, StrategyMath& math, const RankLayout& l) {
   out["y"].resize(static_cast<std::size_t>(ts) * kHidden);
   c.reduce_scatter(GroupKind::kTensor, y_partial.data(), out["y"].data(), ts * kHidden, DType::kFp32);
 
+  c.set_phase(Phase::kBackward);
   const auto dy_shard = slice_rows(in.dy, kHidden, me * ts, (me + 1) * ts);
   std::vector<float> dy(static_cast<std::size_t>(kTokens) * kHidden);
   c.all_gather(GroupKind::kTensor, dy_shard.data(), dy.data(), ts * kHidden, DType::kFp32);
@@ -89,6 +98,6 @@ Tensors reference(const RankLayout& l, int rank) {
 }  // namespace
 
 SEQSCALE_STRATEGY(megatron_sp, {"megatron_sp", "Megatron sequence parallel around a TP MLP",
-                                [](int n) { return ParallelDims{.tp = n}; }, declare, run, reference});
+                                [](int n) { return ParallelDims{.tp = n}; }, emit, run, reference});
 
 }  // namespace seqscale::comm

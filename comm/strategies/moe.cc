@@ -3,31 +3,42 @@
 // top-k softmax router. Tokens go to their experts in a capacity-padded all-to-all
 // (capacity C = ceil(1.25 T k / E) slots per source rank and expert; tokens beyond it are
 // dropped, in token order), the experts run, and a second all-to-all combines the outputs
-// weighted by the router probabilities. Backward mirrors both all-to-alls; the router
-// gradient is all-reduced. Padding makes every message size independent of the routing,
-// so the declared bytes are exact: 4 all-to-alls of E*C*H elements + 1 all-reduce.
+// weighted by the router probabilities. Backward mirrors both all-to-alls; the router's
+// gradient, a dense weight's, is all-reduced over the data-parallel ranks (here the same
+// ranks as the experts'). One MoE layer of workloads/parallel/moe_comm.h (which also
+// gives C), then the data-parallel reduction of data_parallel_comm.h.
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <numeric>
 
 #include "comm/strategies/strategy.h"
+#include "workloads/parallel/data_parallel_comm.h"
+#include "workloads/parallel/moe_comm.h"
 
 namespace seqscale::comm {
 namespace {
 
 constexpr int kExperts = 8, kTokens = 6, kHidden = 4, kTopK = 2;  // kExperts % ep == 0 for ep <= 8
-constexpr int kCapacity = (5 * kTokens * kTopK + 4 * kExperts - 1) / (4 * kExperts);  // ceil(1.25 T k / E)
-constexpr int kSlotFloats = kExperts * kCapacity * kHidden;
 constexpr std::uint64_t kSeed = 900;
+constexpr RunShape kShape{kTokens, 1, 1};
 
-void declare(const RankLayout& l, int, StepProgram& p) {
-  const std::int64_t a2a = std::int64_t{kSlotFloats} * 4;
-  declare_comm(p, l, Collective::kAllToAll, GroupKind::kExpert, a2a, Phase::kForward);   // dispatch
-  declare_comm(p, l, Collective::kAllToAll, GroupKind::kExpert, a2a, Phase::kForward);   // combine
-  declare_comm(p, l, Collective::kAllToAll, GroupKind::kExpert, a2a, Phase::kBackward);  // d(combine)
-  declare_comm(p, l, Collective::kAllToAll, GroupKind::kExpert, a2a, Phase::kBackward);  // d(dispatch)
-  declare_comm(p, l, Collective::kAllReduce, GroupKind::kExpert, kHidden * kExperts * 4, Phase::kBackward, true);
+TransformerSpec spec() {
+  TransformerSpec t = toy_transformer(kHidden);
+  t.moe_experts = kExperts, t.moe_top_k = kTopK, t.moe_capacity_factor = 1.25;
+  return t;
+}
+// C slots per expert and source rank, from the emitter's formula (2 here); the dispatch
+// buffer [E][C][H] is what each all-to-all sends.
+const int kCapacity = static_cast<int>(moe_capacity(moe_shape(spec(), Plan{}, kShape)));
+const int kSlotFloats = kExperts * kCapacity * kHidden;
+
+CommOps emit(const RankLayout& l, int) {
+  const Plan p = toy_plan(l);
+  CommOps ops;
+  for (Phase ph : {Phase::kForward, Phase::kBackward}) moe_dispatch_combine(ops, moe_shape(spec(), p, kShape), ph);
+  data_parallel_grads(ops, ReplicatedStates{kHidden * kExperts, p.dp, 4.0, 4.0}, p.zero);  // the router, fp32
+  return ops;
 }
 
 std::vector<float> router() { return random_vector(kHidden * kExperts, kSeed, 1.f); }
@@ -148,6 +159,7 @@ Tensors run(Communicator& c, StrategyMath& math, const RankLayout& l) {
     return comb;
   };
   auto bwd = [&](const std::vector<float>& dcomb) {
+    c.set_phase(Phase::kBackward);
     std::vector<float> dout(kSlotFloats), din(kSlotFloats), ddisp(kSlotFloats);
     c.all_to_all(GroupKind::kExpert, dcomb.data(), dout.data(), block, DType::kFp32);
     for (int src = 0; src < ep; ++src)
@@ -160,7 +172,7 @@ Tensors run(Communicator& c, StrategyMath& math, const RankLayout& l) {
     return ddisp;
   };
   Tensors res = source_side(math, tokens(me, false), tokens(me, true), wr, fwd, bwd, dwr);
-  c.all_reduce(GroupKind::kExpert, dwr.data(), dwr.data(), kHidden * kExperts, DType::kFp32);
+  c.all_reduce(GroupKind::kData, dwr.data(), dwr.data(), kHidden * kExperts, DType::kFp32);
   res["dw_experts"] = dwe;
   res["dw_router"] = dwr;
   return res;
@@ -202,6 +214,6 @@ Tensors reference(const RankLayout& l, int rank) {
 }  // namespace
 
 SEQSCALE_STRATEGY(moe, {"moe_expert_parallel", "top-k router, capacity-padded all-to-all dispatch and combine",
-                        [](int n) { return ParallelDims{.dp = n, .ep = n}; }, declare, run, reference, 1e-5});
+                        [](int n) { return ParallelDims{.dp = n, .ep = n}; }, emit, run, reference, 1e-5});
 
 }  // namespace seqscale::comm

@@ -1,9 +1,12 @@
-// Registry, CommOp declaration and the shared host math of comm/strategies (the free
-// functions, and host_strategy_math() over them).
+// Registry, the executed == emitted check and the shared host math of comm/strategies
+// (the free functions, and host_strategy_math() over them).
 #include "comm/strategies/strategy.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
+
+#include "comm/str_cat.h"
 
 namespace seqscale::comm {
 namespace {
@@ -24,17 +27,74 @@ const StrategyDef* find_strategy(const std::string& name) {
   return nullptr;
 }
 
-void declare_comm(StepProgram& p, const RankLayout& l, Collective c, GroupKind g, std::int64_t bytes, Phase phase,
-                  bool overlappable) {
-  CommOp op;
-  op.collective = c;
-  op.group = g;
-  op.group_size = l.group_size(g);
-  op.bytes = bytes;
-  op.phase = phase;
-  op.overlappable = overlappable;
-  op.crosses_nodes = l.crosses_nodes(g);
-  p.add(op);
+std::string describe(const CommOp& op) {
+  return str_cat({collective_name(op.collective), " on ", group_name(op.group), " (", std::to_string(op.group_size),
+                  " ranks), ", std::to_string(op.bytes), " B, ", phase_name(op.phase)});
+}
+
+namespace {
+// Records `comm`'s calls into `ops` from a forward-phase start until it goes out of scope,
+// however run() ends.
+class Recording {
+ public:
+  Recording(Communicator& comm, std::vector<CommOp>* ops) : comm_(comm) {
+    comm_.set_phase(Phase::kForward);
+    comm_.record_into(ops);
+  }
+  ~Recording() {
+    comm_.record_into(nullptr);
+    comm_.set_phase(Phase::kForward);
+  }
+  Recording(const Recording&) = delete;
+  Recording& operator=(const Recording&) = delete;
+
+ private:
+  Communicator& comm_;
+};
+}  // namespace
+
+Tensors run_checked(const StrategyDef& def, Communicator& comm, StrategyMath& math, const RankLayout& layout,
+                    std::vector<CommOp>* executed_out) {
+  std::vector<CommOp> executed;
+  Tensors out;
+  {
+    const Recording recording(comm, &executed);
+    out = def.run(comm, math, layout);
+  }
+  if (executed_out) *executed_out = executed;
+  const CommOps emitted = def.emit(layout, comm.rank());
+  auto same = [](const CommOp& a, const CommOp& b) {
+    return a.collective == b.collective && a.group == b.group && a.group_size == b.group_size && a.bytes == b.bytes &&
+           a.phase == b.phase;
+  };
+  for (std::size_t i = 0; i < std::max(executed.size(), emitted.size()); ++i) {
+    if (i < executed.size() && i < emitted.size() && same(executed[i], emitted[i])) continue;
+    auto at = [i](const std::vector<CommOp>& ops) {
+      return i < ops.size() ? describe(ops[i]) : str_cat({"no op (", std::to_string(ops.size()), " in all)"});
+    };
+    const std::string got = at(executed), want = at(emitted);
+    throw ExecutedNotEmitted(str_cat({def.name, " (rank ", std::to_string(comm.rank()), "): op ", std::to_string(i),
+                                      " executed ", got, "; emitted ", want}));
+  }
+  return out;
+}
+
+TransformerSpec toy_transformer(std::int64_t hidden, std::int64_t heads) {
+  TransformerSpec t;
+  t.layers = 1;
+  t.hidden = hidden;
+  t.heads = heads;
+  t.kv_heads = heads;
+  t.ffn_hidden = 2 * hidden;
+  t.dtype = DType::kFp32;
+  return t;
+}
+
+Plan toy_plan(const RankLayout& layout) {
+  Plan p;
+  const ParallelDims& d = layout.dims();
+  p.tp = d.tp, p.pp = d.pp, p.dp = d.dp, p.ep = d.ep;
+  return p;
 }
 
 std::vector<float> random_vector(std::int64_t n, std::uint64_t seed, float scale) {

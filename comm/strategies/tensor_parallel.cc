@@ -2,19 +2,23 @@
 // row-parallel, with Megatron's conjugate operators around the block:
 //   f: identity forward, all-reduce of dX backward    (before the column-parallel GEMM)
 //   g: all-reduce of Y forward, identity backward      (after the row-parallel GEMM)
-// Per step on the TP group: 2 all-reduces of [tokens, hidden] fp32.
+// One parallel block of workloads/parallel/tensor_parallel_comm.h: per step on the TP
+// group, 2 all-reduces of [tokens, hidden] fp32.
 #include "comm/strategies/mlp_shard.h"
+#include "workloads/parallel/tensor_parallel_comm.h"
 
 namespace seqscale::comm {
 namespace {
 
 constexpr int kTokens = 6, kHidden = 8, kFfn = 16;  // kFfn % tp == 0 for tp <= 8
 constexpr std::uint64_t kSeed = 100;
-constexpr std::int64_t kActBytes = std::int64_t{kTokens} * kHidden * 4;
+constexpr RunShape kShape{kTokens, 1, 1};
 
-void declare(const RankLayout& l, int, StepProgram& p) {
-  declare_comm(p, l, Collective::kAllReduce, GroupKind::kTensor, kActBytes, Phase::kForward);   // g
-  declare_comm(p, l, Collective::kAllReduce, GroupKind::kTensor, kActBytes, Phase::kBackward);  // f
+CommOps emit(const RankLayout& l, int) {
+  CommOps ops;
+  for (Phase ph : {Phase::kForward, Phase::kBackward})
+    tensor_parallel_block(ops, toy_transformer(kHidden), toy_plan(l), kShape, ph);
+  return ops;
 }
 
 Tensors run(Communicator& c, StrategyMath& math, const RankLayout& l) {
@@ -26,6 +30,7 @@ Tensors run(Communicator& c, StrategyMath& math, const RankLayout& l) {
   auto y = mlp.forward(math, x);  // f forward: identity
   c.all_reduce(GroupKind::kTensor, y.data(), y.data(), kTokens * kHidden, DType::kFp32);  // g forward
   out["y"] = y;
+  c.set_phase(Phase::kBackward);
   auto dx = mlp.backward(math, x, dy, out["dw1"], out["dw2"]);  // g backward: identity
   c.all_reduce(GroupKind::kTensor, dx.data(), dx.data(), kTokens * kHidden, DType::kFp32);  // f backward
   out["dx"] = dx;
@@ -50,6 +55,6 @@ Tensors reference(const RankLayout& l, int rank) {
 }  // namespace
 
 SEQSCALE_STRATEGY(tensor_parallel, {"tensor_parallel", "column/row-parallel MLP with Megatron f/g",
-                                    [](int n) { return ParallelDims{.tp = n}; }, declare, run, reference});
+                                    [](int n) { return ParallelDims{.tp = n}; }, emit, run, reference});
 
 }  // namespace seqscale::comm

@@ -4,22 +4,24 @@
 // Backward does the same with dO in and dQ, dK, dV out: 8 all-to-alls per layer, each
 // of seq/P x heads x head_dim elements per rank, so the per-link volume 4Nh/P of the
 // paper (ANCHORS section 3) stays constant as N and P grow together. heads % P == 0.
+// One attention core of workloads/parallel/ulysses_comm.h.
 #include "comm/strategies/strategy.h"
+#include "workloads/parallel/ulysses_comm.h"
 
 namespace seqscale::comm {
 namespace {
 
 constexpr int kSeq = 16, kHeads = 8, kDim = 4, kRow = kHeads * kDim;  // kSeq, kHeads % P == 0, P <= 8
 constexpr std::uint64_t kSeed = 300;
+constexpr RunShape kShape{kSeq, 1, 1};
 
-std::int64_t a2a_bytes(int p) { return std::int64_t{kSeq} / p * kRow * 4; }
-
-void declare(const RankLayout& l, int, StepProgram& p) {
-  const auto b = a2a_bytes(l.group_size(GroupKind::kSequence));
-  for (int i = 0; i < 4; ++i)  // q, k, v in; o out
-    declare_comm(p, l, Collective::kAllToAll, GroupKind::kSequence, b, Phase::kForward);
-  for (int i = 0; i < 4; ++i)  // do in; dq, dk, dv out
-    declare_comm(p, l, Collective::kAllToAll, GroupKind::kSequence, b, Phase::kBackward);
+CommOps emit(const RankLayout& l, int) {
+  Plan p = toy_plan(l);
+  p.sp = SeqParallel::kUlysses, p.sp_degree = l.dims().sp;
+  CommOps ops;
+  for (Phase ph : {Phase::kForward, Phase::kBackward})
+    ulysses_attention(ops, toy_transformer(kRow, kHeads), p, kShape, ph);
+  return ops;
 }
 
 // [seq/P, heads, D] (this rank's rows, all heads) -> [seq, heads/P, D] (all rows, my heads).
@@ -80,6 +82,7 @@ Tensors run(Communicator& c, StrategyMath& math, const RankLayout& l) {
   attend(math, q.data(), k.data(), v.data(), o.data(), hl);
   Tensors out;
   out["o"] = heads_to_seq(c, o, p);
+  c.set_phase(Phase::kBackward);
   const auto dout = seq_to_heads(c, mine(in.dout), p);
   std::vector<float> dq(q.size(), 0.f), dk(q.size(), 0.f), dv(q.size(), 0.f);
   attend_bwd(math, q.data(), k.data(), v.data(), dout.data(), dq.data(), dk.data(), dv.data(), hl);
@@ -103,6 +106,6 @@ Tensors reference(const RankLayout& l, int rank) {
 }  // namespace
 
 SEQSCALE_STRATEGY(ulysses, {"ulysses", "all-to-all swapping sequence and head sharding around attention",
-                            [](int n) { return ParallelDims{.sp = n}; }, declare, run, reference});
+                            [](int n) { return ParallelDims{.sp = n}; }, emit, run, reference});
 
 }  // namespace seqscale::comm

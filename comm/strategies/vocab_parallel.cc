@@ -12,26 +12,32 @@
 //   loss       mean cross entropy over the tokens in fp32 from 3 all-reduces of one
 //              float per token: the max logit (max), the sum of exp, the target logit
 // Registered twice: "vocab_parallel" (plain TP) and "vocab_parallel_sp" (Megatron-SP).
+// The embedding and loss of workloads/parallel/vocab_parallel_comm.h on one stage.
 #include <algorithm>
 #include <cmath>
 
 #include "comm/strategies/strategy.h"
+#include "workloads/parallel/vocab_parallel_comm.h"
 
 namespace seqscale::comm {
 namespace {
 
 constexpr int kTokens = 16, kHidden = 8, kVocab = 64;  // kTokens, kVocab % tp == 0 for tp <= 8
 constexpr std::uint64_t kSeed = 1000;
-constexpr std::int64_t kActBytes = std::int64_t{kTokens} * kHidden * 4, kTokenBytes = kTokens * 4;
+constexpr RunShape kShape{kTokens, 1, 1};
 
 template <bool kSp>
-void declare(const RankLayout& l, int, StepProgram& p) {
-  const Collective sum_to_shard = kSp ? Collective::kReduceScatter : Collective::kAllReduce;
-  declare_comm(p, l, sum_to_shard, GroupKind::kTensor, kActBytes, Phase::kForward);  // embedding
-  if (kSp) declare_comm(p, l, Collective::kAllGather, GroupKind::kTensor, kActBytes, Phase::kForward);
-  for (int i = 0; i < 3; ++i) declare_comm(p, l, Collective::kAllReduce, GroupKind::kTensor, kTokenBytes, Phase::kForward);
-  declare_comm(p, l, sum_to_shard, GroupKind::kTensor, kActBytes, Phase::kBackward);  // dY
-  if (kSp) declare_comm(p, l, Collective::kAllGather, GroupKind::kTensor, kActBytes, Phase::kBackward);  // dX
+CommOps emit(const RankLayout& l, int) {
+  Plan p = toy_plan(l);
+  if (kSp) p.sp = SeqParallel::kMegatron;
+  TransformerSpec t = toy_transformer(kHidden);
+  t.vocab = kVocab;
+  CommOps ops;
+  vocab_embedding(ops, t, p, kShape, Phase::kForward);
+  vocab_loss(ops, t, p, kShape, Phase::kForward);
+  vocab_loss(ops, t, p, kShape, Phase::kBackward);
+  vocab_embedding(ops, t, p, kShape, Phase::kBackward);
+  return ops;
 }
 
 struct Weights {
@@ -114,6 +120,7 @@ Tensors run(Communicator& c, StrategyMath& math, const RankLayout& l) {
   Tensors out;
   out["loss"] = {static_cast<float>(loss / kTokens)};
   // Backward.
+  c.set_phase(Phase::kBackward);
   const auto dlogits = dlogits_slice(logits, v0, v1, mx, sum_exp);
   out["dw_out"].assign(static_cast<std::size_t>(vs) * kHidden, 0.f);
   math.matmul_tn(dlogits.data(), y.data(), out["dw_out"].data(), kTokens, vs, kHidden);
@@ -166,9 +173,9 @@ Tensors reference(const RankLayout& l, int rank) {
 }  // namespace
 
 SEQSCALE_STRATEGY(vocab_parallel, {"vocab_parallel", "vocab-parallel embedding and cross entropy over TP",
-                                   [](int n) { return ParallelDims{.tp = n}; }, declare<false>, run<false>, reference});
+                                   [](int n) { return ParallelDims{.tp = n}; }, emit<false>, run<false>, reference});
 SEQSCALE_STRATEGY(vocab_parallel_sp,
                   {"vocab_parallel_sp", "vocab-parallel embedding and cross entropy with Megatron-SP",
-                   [](int n) { return ParallelDims{.tp = n}; }, declare<true>, run<true>, reference});
+                   [](int n) { return ParallelDims{.tp = n}; }, emit<true>, run<true>, reference});
 
 }  // namespace seqscale::comm

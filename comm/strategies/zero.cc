@@ -7,7 +7,8 @@
 //            backward (freed in between); reduce-scatter(avg) of gradients; Adam on my
 //            shard; W stays sharded
 // Model-state memory per rank (ANCHORS section 4, mixed precision): 4Psi + 12Psi/N_d,
-// 2Psi + 14Psi/N_d, 16Psi/N_d; here all fp32, the communication pattern is the point.
+// 2Psi + 14Psi/N_d, 16Psi/N_d; here all fp32, the communication pattern is the point:
+// per step, workloads/parallel/data_parallel_comm.h's ZeRO stage.
 #include "comm/strategies/zero.h"
 
 #include <algorithm>
@@ -31,20 +32,19 @@ std::vector<float> zero_local_grad(int step, int dp_rank) {
   return g;
 }
 
+ReplicatedStates zero_states(const RankLayout& l) {
+  return ReplicatedStates{static_cast<double>(ZeroModel::kParams), l.group_size(GroupKind::kData), 4.0, 4.0};
+}
+
 namespace {
 
-constexpr std::int64_t kParamBytes = ZeroModel::kParams * 4;
-
-void declare(int stage, const RankLayout& l, StepProgram& p) {
+CommOps emit(int stage, const RankLayout& l) {
+  CommOps ops;
   for (int step = 0; step < ZeroModel::kSteps; ++step) {
-    if (stage == 3) {
-      declare_comm(p, l, Collective::kAllGather, GroupKind::kData, kParamBytes, Phase::kForward, true);
-      declare_comm(p, l, Collective::kAllGather, GroupKind::kData, kParamBytes, Phase::kBackward, true);
-    }
-    declare_comm(p, l, stage == 1 ? Collective::kAllReduce : Collective::kReduceScatter, GroupKind::kData, kParamBytes,
-                 Phase::kBackward, true);
-    if (stage != 3) declare_comm(p, l, Collective::kAllGather, GroupKind::kData, kParamBytes, Phase::kOptimizer);
+    for (Phase ph : {Phase::kForward, Phase::kBackward}) zero3_param_gather(ops, zero_states(l), stage, ph);
+    data_parallel_grads(ops, zero_states(l), stage);
   }
+  return ops;
 }
 
 Tensors run(int stage, Communicator& c, StrategyMath& math, const RankLayout& l) {
@@ -58,9 +58,11 @@ Tensors run(int stage, Communicator& c, StrategyMath& math, const RankLayout& l)
   for (int step = 0; step < ZeroModel::kSteps; ++step) {
     const auto x = zero_batch(step, c.group_rank(GroupKind::kData), false);
     const auto dy = zero_batch(step, c.group_rank(GroupKind::kData), true);
+    c.set_phase(Phase::kForward);
     if (stage == 3) c.all_gather(GroupKind::kData, w_shard.data(), w.data(), shard, DType::kFp32);
     std::vector<float> y(static_cast<std::size_t>(t) * h);
     math.matmul(x.data(), w.data(), y.data(), t, h, h);
+    c.set_phase(Phase::kBackward);
     if (stage == 3) {  // parameters freed after forward, gathered again for backward
       std::fill(w.begin(), w.end(), 0.f);
       c.all_gather(GroupKind::kData, w_shard.data(), w.data(), shard, DType::kFp32);
@@ -76,6 +78,7 @@ Tensors run(int stage, Communicator& c, StrategyMath& math, const RankLayout& l)
       c.reduce_scatter(GroupKind::kData, g.data(), g_shard.data(), shard, DType::kFp32, ReduceOp::kAvg);
     }
     math.adam_step(w_shard.data(), g_shard.data(), m.data(), v.data(), shard, step + 1);
+    c.set_phase(Phase::kOptimizer);
     if (stage != 3) c.all_gather(GroupKind::kData, w_shard.data(), w.data(), shard, DType::kFp32);
   }
   Tensors out{{"w_shard", w_shard}, {"grad_shard", g_shard}, {"dx_last", dx}};
@@ -111,7 +114,7 @@ Tensors reference(int stage, const RankLayout& l, int rank) {
 StrategyDef zero_def(int stage) {
   return {"zero" + std::to_string(stage), "ZeRO stage " + std::to_string(stage) + " with sharded Adam",
           [](int n) { return ParallelDims{.dp = n}; },
-          [stage](const RankLayout& l, int, StepProgram& p) { declare(stage, l, p); },
+          [stage](const RankLayout& l, int) { return emit(stage, l); },
           [stage](Communicator& c, StrategyMath& math, const RankLayout& l) { return run(stage, c, math, l); },
           [stage](const RankLayout& l, int r) { return reference(stage, l, r); }, 1e-5};
 }

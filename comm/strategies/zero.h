@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "comm/strategies/strategy.h"
+#include "workloads/parallel/data_parallel_comm.h"
 
 namespace seqscale::comm {
 
@@ -14,5 +15,7 @@ struct ZeroModel {
 std::vector<float> zero_batch(int step, int dp_rank, bool grad);
 std::vector<float> zero_initial_params();
 std::vector<float> zero_local_grad(int step, int dp_rank);
+// Its Psi fp32 parameters over the layout's data-parallel group, as the emitter reads them.
+ReplicatedStates zero_states(const RankLayout& l);
 
 }  // namespace seqscale::comm

@@ -7,9 +7,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
+#include <string_view>
 #include <unordered_map>
 
 #include "model/roofline.h"
+#include "workloads/op_kinds.h"
 
 namespace seqscale {
 namespace {
@@ -83,8 +86,12 @@ PointResult price_point(const MatrixPoint& point, const ClusterSpec& cluster, co
   if (point.params.contains("dtype") && point.params["dtype"].is_string()) {
     parse_dtype(point.params["dtype"].get<std::string>(), &dtype);
   }
+  // The efficiency of the op kind the benchmark measures, the one `seqscale calibrate` fits
+  // from its measured points (workloads/op_kinds.h); a benchmark of no single op kind
+  // without a program (the copy ceiling) is priced at the default.
   const double work = state.cost().flops > 0 ? state.cost().flops : state.cost().bytes;
-  const double eff = cal.compute_efficiency(point.bench, work);
+  const std::optional<std::string_view> kind = bench_op_kind(point.bench);
+  const double eff = kind ? cal.compute_efficiency(*kind, work) : cal.default_compute_efficiency;
   r.declared_flops = state.cost().flops;
   r.declared_bytes = state.cost().bytes;
   if (const StepProgram* prog = state.declared_program()) {

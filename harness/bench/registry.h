@@ -177,7 +177,7 @@ class BenchState {
 };
 
 struct BenchDef {
-  std::string name;    // the op name: "layernorm_fwd", "evoformer_attn_fused_fwd", "all_reduce"
+  std::string name;    // "layernorm_fwd", "evoformer_attn_fused_fwd", "all_reduce": what it measures in workloads/op_kinds.h
   std::string suite;   // "kernels", "collectives", "steps"
   Backend backend = Backend::kCpu;
   std::function<void(BenchState&)> body;

@@ -1,4 +1,9 @@
-// Sample statistics and the tests the harness and the gate rely on.
+// Sample statistics and the rank tests the harness and the gate rely on.
+//
+// The gate compares the medians of K independent runs per side (bench --repeat K), so
+// samples are small (3-20 values): the Mann-Whitney test and the Hodges-Lehmann interval
+// below are exact for small samples without ties (the null distribution of U is counted,
+// not approximated), and fall back to the normal approximation for large or tied ones.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -19,18 +24,32 @@ struct SampleStats {
 SampleStats summarize(std::vector<double> samples);
 double median_of(std::vector<double> v);
 
-// Two-sided Mann-Whitney U test with tie correction, normal approximation with
-// continuity correction (valid for n, m >= 8, which the gate requires). Returns p.
+// Two-sided Mann-Whitney U test. Exact (the counted null distribution of U) when neither
+// sample has more than kExactMannWhitneyMax values and no value is tied; otherwise the
+// normal approximation with tie and continuity corrections. Returns p.
+inline constexpr int kExactMannWhitneyMax = 25;
 double mann_whitney_p(const std::vector<double>& a, const std::vector<double>& b);
 
-// Percentile bootstrap confidence interval of median(b)/median(a); deterministic (fixed
-// seed) so the same two files always gate the same way.
-struct RatioInterval {
-  double ratio = 1;
-  double lo = 1;
-  double hi = 1;
+// The smallest two-sided p any pair of samples of these sizes can reach (complete
+// separation, exact test): 2 / C(n1 + n2, n1). With 5 runs a side it is 0.0079, so a
+// gate over 10 points at a family-wise 0.05 (0.005 a point) can never fail with 5 runs.
+double min_mann_whitney_p(int n1, int n2);
+
+// Hodges-Lehmann estimate of the shift b - a (the median of every pairwise difference
+// b_j - a_i) with its distribution-free confidence interval (Moses): the order statistics
+// of the differences cut at the exact critical value of U. `available` is false when the
+// samples are too small for the confidence asked (3 vs 3 cannot give a 95% interval: its
+// smallest two-sided tail is 0.1), and then lo/hi are the extreme differences.
+struct ShiftInterval {
+  double shift = 0;
+  double lo = 0;
+  double hi = 0;
+  bool available = false;
 };
-RatioInterval median_ratio_interval(const std::vector<double>& a, const std::vector<double>& b,
-                                    double confidence = 0.95, int resamples = 2000);
+ShiftInterval hodges_lehmann_interval(const std::vector<double>& a, const std::vector<double>& b,
+                                      double confidence = 0.95);
+
+// Standard normal quantile (Acklam's rational approximation, |error| < 1.2e-9).
+double normal_quantile(double p);
 
 }  // namespace seqscale

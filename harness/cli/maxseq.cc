@@ -1,6 +1,8 @@
-// seqscale maxseq: the longest sequence that fits per GPU count for a framework preset
-// (the max over its feasible plans), with the plan and the memory term that binds. With
-// --at-seq S it also reports the fastest feasible plan of the preset at length S.
+// seqscale maxseq: the cost model's longest sequence that fits per GPU count for a
+// framework preset (max_sequence(), model/search.h: the max over its feasible plans), with
+// the plan and the memory term that binds. With --at-seq S it also reports the fastest
+// feasible plan of the preset at length S. (`seqscale bench --maxseq AXIS` is the measured
+// counterpart: it bisects a matrix axis on the hardware, harness/measured_max_seq.h.)
 //   seqscale maxseq --model genslm-25b --cluster dgx-a100-40g --gpus 16,32,64 --preset seqscale-best --json
 #include <iomanip>
 #include <iostream>

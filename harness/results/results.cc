@@ -87,6 +87,7 @@ nlohmann::json to_json(const PointResult& p) {
   j["reason"] = p.reason;
   j["source"] = p.source;
   j["samples_s"] = p.samples_s;
+  if (!p.runs_median_s.empty()) j["runs_median_s"] = p.runs_median_s;
   j["stats"] = {{"n", p.stats.n},           {"median_s", p.stats.median}, {"min_s", p.stats.min},
                 {"max_s", p.stats.max},     {"mean_s", p.stats.mean},     {"stddev_s", p.stats.stddev},
                 {"rel_noise", p.stats.rel_noise}, {"mad_s", p.stats.mad}};
@@ -149,6 +150,13 @@ PointResult point_from_json(const nlohmann::json& j, const std::string& where) {
   for (const auto& s : samples) {
     if (!s.is_number() || s.get<double>() < 0) fp.fail("samples_s", "must hold non-negative numbers");
     p.samples_s.push_back(s.get<double>());
+  }
+  if (const auto* runs = fp.optional("runs_median_s")) {
+    if (!runs->is_array()) fp.fail("runs_median_s", "must be an array of seconds");
+    for (const auto& s : *runs) {
+      if (!s.is_number() || s.get<double>() < 0) fp.fail("runs_median_s", "must hold non-negative numbers");
+      p.runs_median_s.push_back(s.get<double>());
+    }
   }
   fp.optional("stats");  // derived: recomputed from the samples, never trusted
   if (const auto* d = fp.optional("declared")) {

@@ -47,6 +47,9 @@ struct PointResult {
   std::string source = "measured";  // "measured" | "model"
   std::vector<double> samples_s;
   SampleStats stats;           // over samples_s
+  // `bench --repeat K`: the median of each of the K independent runs (separate processes,
+  // interleaved), in run order; samples_s then holds every run's samples. Empty otherwise.
+  std::vector<double> runs_median_s;
   double declared_flops = 0;
   double declared_bytes = 0;
   std::map<std::string, double> metrics;  // peak_bytes, GBps, TFLOPs, busbw_GBps, ...

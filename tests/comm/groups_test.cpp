@@ -62,6 +62,19 @@ TEST(Groups, MegatronExampleTp2Pp4Dp2) {
   EXPECT_EQ(l.all_groups(GroupKind::kPipeline), (Groups{{0, 4, 8, 12}, {1, 5, 9, 13}, {2, 6, 10, 14}, {3, 7, 11, 15}}));
 }
 
+// Which groups cross nodes is workloads/placement.h's answer, for the backends as for the
+// model: with one GPU a node (workloads/clusters/h100.json) every group of two or more crosses.
+TEST(Groups, OneGpuPerNodeEveryGroupCrosses) {
+  RankLayout l({.tp = 1, .sp = 2, .dp = 2, .pp = 2, .gpus_per_node = 1});
+  EXPECT_FALSE(l.crosses_nodes(GroupKind::kTensor));  // one rank
+  for (auto g : {GroupKind::kSequence, GroupKind::kData, GroupKind::kPipeline, GroupKind::kWorld})
+    EXPECT_TRUE(l.crosses_nodes(g)) << group_name(g);
+  RankLayout megatron({.tp = 2, .sp = 1, .dp = 2, .pp = 4, .gpus_per_node = 8});
+  EXPECT_FALSE(megatron.crosses_nodes(GroupKind::kTensor));
+  EXPECT_FALSE(megatron.crosses_nodes(GroupKind::kData));
+  EXPECT_TRUE(megatron.crosses_nodes(GroupKind::kPipeline));
+}
+
 TEST(Groups, ExpertGroupsCarveData) {
   RankLayout l({.tp = 1, .sp = 1, .dp = 8, .pp = 1, .ep = 4});
   EXPECT_EQ(l.all_groups(GroupKind::kExpert), (Groups{{0, 1, 2, 3}, {4, 5, 6, 7}}));

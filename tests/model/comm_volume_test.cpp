@@ -1,218 +1,200 @@
-// The model's per-step collectives (model/comm_volume.h), as they appear in the transformer
-// StepProgram, against (a) what comm/strategies declare() emits for the same tiny model,
-// plan and shape (whose measured bytes tests/comm/strategies_mpi_test.cpp checks), and
-// (b) the published closed forms: Megatron-SP's volume equals plain TP's, Ulysses sends
-// 4Nh/P per link per pass (ANCHORS.md s3, Jacobs et al. 2023), ZeRO-2 moves 2 Psi and
-// ZeRO-3 3 Psi per step (Rajbhandari et al. 2020 s7.2). measured == declared == priced.
-//
-// Mapping of the strategies' tiny models onto TransformerSpec (fp32, micro_batch 1):
-//   tensor_parallel  tokens 6, hidden 8: ONE MLP block per step; a model layer has two TP
-//                    blocks (attention, MLP), so the layer's bytes per pass are 2x
-//   megatron_sp      tokens 16, hidden 8: one AG/RS pair per pass around one block (2x per
-//                    layer); its d(gamma) all-reduce (one norm weight, 4h bytes) stands for
-//                    the model's per-step norm-gradient all-reduce (6h a layer + 2h final
-//                    LayerNorm), compared apart from the activations
-//   ulysses          seq 16, heads 8, head_dim 4 (hidden 32): one attention per layer, equal
-//   zero1..3         Psi = 64 fp32 parameters, 2 steps; compared in units of Psi bytes
-//   pipeline_1f1b    message [batch 2, hidden 8] fp32, 2*pp micro-batches: seq 2
+// The model's per-step collectives (model/comm_volume.h): transformer_step_comm is the
+// strategies' emitters (workloads/parallel/) composed in step order, op for op, and the
+// composed step has the published closed forms: Megatron-SP's bus volume equals plain
+// TP's, Ulysses sends 4Nh/P per link per pass (ANCHORS.md s3, Jacobs et al. 2023), ZeRO
+// moves 2 Psi (3 Psi for ZeRO-3) per link per step (Rajbhandari et al. 2020 s7.2), the
+// pipeline's boundary goes in Megatron's scatter/gather form (Narayanan et al. 2021
+// s4.1). That the strategies run what the emitters emit is tests/consistency/.
 #include <gtest/gtest.h>
 
-#include <map>
-#include <tuple>
-
-#include "comm/groups.h"
-#include "comm/strategies/strategy.h"
-#include "comm/strategies/zero.h"
 #include "model/comm_volume.h"
-#include "tests/support/tiny_transformer.h"
 #include "model/memory.h"
 #include "model/transformer_program.h"
+#include "tests/consistency/consistency.h"
+#include "workloads/parallel/data_parallel_comm.h"
+#include "workloads/parallel/lss_comm.h"
+#include "workloads/parallel/tensor_parallel_comm.h"
+#include "workloads/parallel/ulysses_comm.h"
+#include "workloads/parallel/vocab_parallel_comm.h"
 
 namespace seqscale {
 namespace {
 
-TransformerSpec tiny(std::int64_t hidden, std::int64_t heads, std::int64_t layers = 1) {
-  return testing_support::tiny_transformer(hidden, heads, layers);
-}
+using consistency::by_key;
+using consistency::first_difference;
+using consistency::tiny_transformer;
 
 RunShape shape_of(std::int64_t seq, std::int64_t global_batch = 1) { return RunShape{seq, 1, global_batch}; }
 
-std::vector<CommOp> comm_ops(const StepProgram& p) {
-  std::vector<CommOp> out;
-  for (const auto& op : p.ops)
-    if (const auto* c = std::get_if<CommOp>(&op)) out.push_back(*c);
-  return out;
-}
-// A TP step's layer ops: without the vocab-parallel embedding and loss (compared apart).
-std::vector<CommOp> layer_ops(const std::vector<CommOp>& ops, const TransformerSpec& t, const Plan& p,
-                              const RunShape& shape, int stage = 0) {
-  return testing_support::without(ops, vocab_parallel_comm(t, p, shape, stage));
-}
-
-// Bytes per (group, phase, collective).
-using Key = std::tuple<GroupKind, Phase, Collective>;
-std::map<Key, std::int64_t> by_key(const std::vector<CommOp>& ops, std::int64_t skip_bytes = -1) {
-  std::map<Key, std::int64_t> m;
-  for (const auto& o : ops)
-    if (o.bytes != skip_bytes) m[{o.group, o.phase, o.collective}] += o.bytes;
-  return m;
-}
-
-std::vector<CommOp> declared(const std::string& name, const Plan& plan, int rank = 0) {
-  const comm::StrategyDef* def = comm::find_strategy(name);
-  EXPECT_NE(def, nullptr) << name;
-  StepProgram p;
-  if (def) def->declare(comm::layout_from_plan(plan), rank, p);
-  return comm_ops(p);
-}
-
 Plan plan_of(int tp, int dp, int pp, SeqParallel sp = SeqParallel::kNone, int sp_degree = 1, int zero = 0) {
   Plan p;
-  p.tp = tp;
-  p.dp = dp;
-  p.pp = pp;
-  p.sp = sp;
-  p.sp_degree = sp_degree;
-  p.zero = zero;
+  p.tp = tp, p.dp = dp, p.pp = pp, p.sp = sp, p.sp_degree = sp_degree, p.zero = zero;
   return p;
 }
 
-// Ring bus-bandwidth factor (nccl-tests PERFORMANCE.md): what crosses each link per byte.
-double bus(const CommOp& o) {
-  const double n = o.group_size;
-  switch (o.collective) {
-    case Collective::kAllReduce: return 2.0 * (n - 1) / n;
-    case Collective::kAllGather:
-    case Collective::kReduceScatter:
-    case Collective::kAllToAll: return (n - 1) / n;
-    default: return 1.0;
-  }
+// One step of a 2-layer Megatron-SP model, one micro-batch on one stage, written out
+// emitter by emitter in the order the header gives.
+TEST(StepComm, IsThePerLayerEmitterOpsInOrder) {
+  const TransformerSpec t = tiny_transformer(8, 2, 2);
+  const Plan p = plan_of(2, 2, 1, SeqParallel::kMegatron, 1, 1);
+  const RunShape s = shape_of(16, 2);
+  CommOps want;
+  vocab_embedding(want, t, p, s, Phase::kForward);
+  for (int layer = 0; layer < 2; ++layer)
+    for (int block = 0; block < 2; ++block) tensor_parallel_block(want, t, p, s, Phase::kForward);  // attention, MLP
+  vocab_loss(want, t, p, s, Phase::kForward);
+  vocab_loss(want, t, p, s, Phase::kBackward);
+  for (int layer = 0; layer < 2; ++layer)
+    for (int block = 0; block < 2; ++block) tensor_parallel_block(want, t, p, s, Phase::kBackward);  // MLP, attention
+  vocab_embedding(want, t, p, s, Phase::kBackward);
+  sequence_parallel_grads(want, p, 6.0 * 8 * 2 + 2.0 * 8, kGradBytes);  // 2 LayerNorms + 2 biases a layer, final norm
+  data_parallel_grads(want, ReplicatedStates{transformer_params(t, 16) / 2, 2, kParamBytes, kGradBytes}, 1);
+  const auto got = transformer_step_comm(t, p, s, 0);
+  EXPECT_EQ(first_difference(got, want), "");
+  // The transformer StepProgram carries the same ops.
+  EXPECT_EQ(first_difference(consistency::comm_ops(build_transformer_program(t, p, s)), got), "");
 }
 
-TEST(CommVolume, TensorParallelMatchesStrategyPerBlock) {
+// Ulysses around attention (its 4 all-to-alls inside the TP block) and ZeRO-3's gathers
+// before each pass, the recompute pass before each layer's backward.
+TEST(StepComm, UlyssesZero3AndRecomputeInOrder) {
+  const TransformerSpec t = tiny_transformer(32, 8, 1);
+  Plan p = plan_of(2, 2, 1, SeqParallel::kUlysses, 2, 3);
+  p.recompute = Recompute::kFull;
+  const RunShape s = shape_of(16, 2);
+  const ReplicatedStates weights{transformer_params(t, 16) / 2, 4, kParamBytes, kGradBytes};  // dp x Ulysses
+  CommOps want;
+  auto layer = [&](Phase ph) {
+    auto attention = [&] { tensor_parallel_block(want, t, p, s, ph, [&] { ulysses_attention(want, t, p, s, ph); }); };
+    if (ph == Phase::kBackward) tensor_parallel_block(want, t, p, s, ph);  // MLP first
+    attention();
+    if (ph != Phase::kBackward) tensor_parallel_block(want, t, p, s, ph);
+  };
+  zero3_param_gather(want, weights, 3, Phase::kForward);
+  vocab_embedding(want, t, p, s, Phase::kForward);
+  layer(Phase::kForward);
+  vocab_loss(want, t, p, s, Phase::kForward);
+  zero3_param_gather(want, weights, 3, Phase::kBackward);
+  zero3_param_gather(want, weights, 3, Phase::kRecompute);
+  vocab_loss(want, t, p, s, Phase::kBackward);
+  layer(Phase::kRecompute);
+  layer(Phase::kBackward);
+  vocab_embedding(want, t, p, s, Phase::kBackward);
+  data_parallel_grads(want, weights, 3);
+  EXPECT_EQ(first_difference(transformer_step_comm(t, p, s, 0), want), "");
+}
+
+// ANCHORS s3: an all-reduce is a reduce-scatter plus an all-gather, so Megatron-SP's
+// activation collectives put on each link what plain TP's all-reduces do. One layer,
+// 16 tokens of width 8 (A bytes): plain TP all-reduces A 6 times (2 blocks x 2 passes, the
+// embedding, the loss's backward), Megatron-SP gathers or reduce-scatters it 12 times.
+TEST(StepComm, MegatronSpHasPlainTpsBusVolume) {
+  const double a = 16 * 8 * 4;
   for (int tp : {2, 4, 8}) {
-    const Plan plan = plan_of(tp, 1, 1);
-    const auto model = by_key(layer_ops(comm_ops(build_transformer_program(tiny(8, 8), plan, shape_of(6))), tiny(8, 8),
-                                        plan, shape_of(6)));
-    const auto strat = by_key(declared("tensor_parallel", plan));
-    ASSERT_EQ(model.size(), strat.size()) << "tp=" << tp;
-    for (const auto& [k, bytes] : strat) EXPECT_EQ(model.at(k), 2 * bytes) << "tp=" << tp;  // two blocks a layer
+    auto activation_link_bytes = [&](SeqParallel sp) {
+      const auto ops = transformer_step_comm(tiny_transformer(8, 8), plan_of(tp, 1, 1, sp), shape_of(16), 0);
+      return consistency::link_bytes(consistency::only(ops, [&](const CommOp& o) { return o.bytes == a; }));
+    };
+    EXPECT_DOUBLE_EQ(activation_link_bytes(SeqParallel::kNone), 6 * 2.0 * (tp - 1.0) / tp * a) << tp;
+    EXPECT_DOUBLE_EQ(activation_link_bytes(SeqParallel::kMegatron), activation_link_bytes(SeqParallel::kNone)) << tp;
   }
 }
 
-TEST(CommVolume, MegatronSpMatchesStrategyAndPlainTpVolume) {
-  for (int tp : {2, 4, 8}) {
-    const Plan plan = plan_of(tp, 1, 1, SeqParallel::kMegatron);
-    // The activations' collectives, and apart the norm gradients' one all-reduce per step.
-    std::vector<CommOp> ops, norms;
-    for (const auto& o :
-         layer_ops(comm_ops(build_transformer_program(tiny(8, 8), plan, shape_of(16))), tiny(8, 8), plan, shape_of(16)))
-      (o.collective == Collective::kAllReduce ? norms : ops).push_back(o);
-    ASSERT_EQ(norms.size(), 1u) << "tp=" << tp;
-    EXPECT_EQ(norms[0].bytes, static_cast<std::int64_t>(kGradBytes * 8 * 8)) << "tp=" << tp;  // (6h + 2h) grads
-    const auto model = by_key(ops);
-    const auto strat = by_key(declared("megatron_sp", plan), 8 * 4);  // without d(gamma)
-    ASSERT_EQ(model.size(), strat.size()) << "tp=" << tp;
-    for (const auto& [k, bytes] : strat) EXPECT_EQ(model.at(k), 2 * bytes) << "tp=" << tp;
-    // ANCHORS s3: an all-reduce is a reduce-scatter plus an all-gather, so Megatron-SP's
-    // per-link volume equals plain TP's: 4 x (t-1)/t x sbh per layer per pass.
-    const auto plain = layer_ops(comm_ops(build_transformer_program(tiny(8, 8), plan_of(tp, 1, 1), shape_of(16))),
-                                 tiny(8, 8), plan_of(tp, 1, 1), shape_of(16));
-    double sp_link = 0, tp_link = 0;
-    for (const auto& o : ops) sp_link += bus(o) * static_cast<double>(o.bytes);
-    for (const auto& o : plain) tp_link += bus(o) * static_cast<double>(o.bytes);
-    EXPECT_DOUBLE_EQ(sp_link, tp_link);
-    const double sbh_bytes = 16.0 * 8.0 * 4.0;
-    EXPECT_DOUBLE_EQ(tp_link, 2.0 /*passes*/ * 4.0 * (tp - 1.0) / tp * sbh_bytes);
-  }
-}
-
-TEST(CommVolume, UlyssesMatchesStrategyAnd4NhOverP) {
+TEST(StepComm, UlyssesSends4NhOverPPerPass) {
   for (int u : {2, 4, 8}) {
-    const Plan plan = plan_of(1, 1, 1, SeqParallel::kUlysses, u);
-    const auto ops = comm_ops(build_transformer_program(tiny(32, 8), plan, shape_of(16)));
-    // The strategy is the attention core alone (no weights): its all-to-alls only. The
-    // model also reduces the replicated weights' gradients over the dp x sp ranks.
-    std::vector<CommOp> seq_ops;
-    for (const auto& o : ops)
-      if (o.group == GroupKind::kSequence) seq_ops.push_back(o);
-    EXPECT_EQ(by_key(seq_ops), by_key(declared("ulysses", plan))) << "P=" << u;
-    EXPECT_EQ(seq_ops.size(), 8u);
-    // Jacobs et al. 2023 (ANCHORS s3): 4 all-to-alls of N h / P elements sent per rank per pass.
-    std::int64_t fwd = 0;
-    for (const auto& o : seq_ops)
-      if (o.phase == Phase::kForward) fwd += o.bytes;
-    EXPECT_EQ(fwd, 4 * 16 * 32 * 4 / u);
+    const auto ops = transformer_step_comm(tiny_transformer(32, 8), plan_of(1, 1, 1, SeqParallel::kUlysses, u),
+                                           shape_of(16), 0);
+    const auto seq = consistency::only(ops, [](const CommOp& o) { return o.group == GroupKind::kSequence; });
+    EXPECT_EQ(seq.size(), 8u);
+    // Jacobs et al. 2023: 4 all-to-alls of N h / P elements sent per rank per pass.
+    EXPECT_EQ((by_key(seq).at({GroupKind::kSequence, Phase::kForward, Collective::kAllToAll})), 4 * 16 * 32 * 4 / u);
   }
 }
 
-TEST(CommVolume, ZeroStagesMatchStrategyPerParameterByte) {
-  const auto t = tiny(8, 8);
+TEST(StepComm, ZeroStagesPerLinkVolume) {
+  const TransformerSpec t = tiny_transformer(8, 8);
   const RunShape shape = shape_of(6, 4);  // m = 1 on each of 4 dp ranks
+  const double psi_bytes = kParamBytes * transformer_params(t, shape.seq);
+  // ZeRO paper s7.2 (ring, per link, in units of (N-1)/N Psi): DP 2, ZeRO-3 3; this repo's
+  // stage 1 all-reduces then gathers (3), stage 2 reduce-scatters then gathers (2).
+  const double per_link[] = {2.0, 3.0, 2.0, 3.0};
   for (int stage = 0; stage <= 3; ++stage) {
-    const Plan plan = plan_of(1, 4, 1, SeqParallel::kNone, 1, stage);
-    const double psi_bytes = kParamBytes * transformer_params(t, shape.seq);
-    std::map<Key, double> model;
-    for (const auto& o : transformer_step_comm(t, plan, shape, 0)) model[{o.group, o.phase, o.collective}] += o.bytes / psi_bytes;
-    double link = 0;
-    for (const auto& o : transformer_step_comm(t, plan, shape, 0)) link += bus(o) * o.bytes / psi_bytes;
-    // ZeRO paper s7.2 (ring, per link, in units of (N-1)/N Psi): DP 2, ZeRO-3 3; this repo's
-    // stage 1 all-reduces then gathers (3), stage 2 reduce-scatters then gathers (2).
-    const double per_link[] = {2.0, 3.0, 2.0, 3.0};
-    EXPECT_NEAR(link / (3.0 / 4.0), per_link[stage], 1e-9) << "zero=" << stage;
-    if (stage == 0) continue;
-    std::map<Key, double> strat;
-    const double s_psi = static_cast<double>(comm::ZeroModel::kParams) * 4.0;
-    for (const auto& o : declared("zero" + std::to_string(stage), plan))
-      strat[{o.group, o.phase, o.collective}] += o.bytes / s_psi / comm::ZeroModel::kSteps;
-    ASSERT_EQ(model.size(), strat.size()) << "zero=" << stage;
-    for (const auto& [k, v] : strat) EXPECT_NEAR(model.at(k), v, 1e-6) << "zero=" << stage;
+    const auto ops = transformer_step_comm(t, plan_of(1, 4, 1, SeqParallel::kNone, 1, stage), shape, 0);
+    EXPECT_NEAR(consistency::link_bytes(ops) / psi_bytes / (3.0 / 4.0), per_link[stage], 1e-6) << "zero=" << stage;
   }
 }
 
-TEST(CommVolume, PipelineMatchesStrategyOnEveryStage) {
-  for (int pp : {2, 4, 8}) {
-    const Plan plan = plan_of(1, 1, pp);
-    const auto t = tiny(8, 8, pp);
-    const RunShape shape = shape_of(2, 2 * pp);  // the strategy's 2*pp micro-batches
-    const auto layout = comm::layout_from_plan(plan);
-    for (int stage = 0; stage < pp; ++stage) {
-      const int rank = layout.rank_of(comm::RankCoord{0, 0, 0, stage});
-      const auto model = transformer_step_comm(t, plan, shape, stage);
-      const auto strat = declared("pipeline_1f1b", plan, rank);
-      EXPECT_EQ(by_key(model), by_key(strat)) << "pp=" << pp << " stage=" << stage;
-      EXPECT_EQ(model.size(), strat.size()) << "pp=" << pp << " stage=" << stage;
-    }
-  }
-}
-
-// Megatron's vocab-parallel embedding and loss: the strategy's ops for the same tiny model
-// (tokens 16, hidden 8, vocab 64), plain TP and Megatron-SP, on a one-stage step; with
-// pp > 1 the embedding's ops sit on the first stage and the loss's on the last.
-TEST(CommVolume, VocabParallelMatchesStrategy) {
-  for (int tp : {2, 4, 8}) {
-    for (bool sp : {false, true}) {
-      const Plan plan = plan_of(tp, 1, 1, sp ? SeqParallel::kMegatron : SeqParallel::kNone);
-      const auto model = vocab_parallel_comm(tiny(8, 8), plan, shape_of(16), 0);
-      EXPECT_EQ(by_key(model), by_key(declared(sp ? "vocab_parallel_sp" : "vocab_parallel", plan))) << tp << sp;
-      // They are part of the step the estimate prices.
-      const auto step = transformer_step_comm(tiny(8, 8), plan, shape_of(16), 0);
-      EXPECT_EQ(step.size(), layer_ops(step, tiny(8, 8), plan, shape_of(16)).size() + model.size());
-    }
-  }
+// Megatron's vocab-parallel embedding sits on the first stage, the loss on the last.
+TEST(StepComm, VocabParallelAtThePipelinesEnds) {
   const Plan piped = plan_of(2, 1, 2);
-  const auto t = tiny(8, 8, 2);
-  const auto first = by_key(vocab_parallel_comm(t, piped, shape_of(16, 2), 0));
-  const auto last = by_key(vocab_parallel_comm(t, piped, shape_of(16, 2), 1));
-  EXPECT_EQ((first.at({GroupKind::kTensor, Phase::kForward, Collective::kAllReduce})), 2 * 16 * 8 * 4);  // 2 micro-batches
-  EXPECT_EQ(first.count({GroupKind::kTensor, Phase::kBackward, Collective::kAllReduce}), 0u);
-  EXPECT_EQ((last.at({GroupKind::kTensor, Phase::kForward, Collective::kAllReduce})), 2 * 3 * 16 * 4);
-  EXPECT_EQ((last.at({GroupKind::kTensor, Phase::kBackward, Collective::kAllReduce})), 2 * 16 * 8 * 4);
-  EXPECT_TRUE(vocab_parallel_comm(t, plan_of(1, 1, 1), shape_of(16), 0).empty());
+  const TransformerSpec t = tiny_transformer(8, 8, 2);
+  auto tensor_ars = [&](int stage) {
+    return by_key(consistency::only(transformer_step_comm(t, piped, shape_of(16, 2), stage), [](const CommOp& o) {
+      return o.group == GroupKind::kTensor && o.collective == Collective::kAllReduce;
+    }));
+  };
+  const std::int64_t layer_ar = 16 * 8 * 4;
+  const auto first = tensor_ars(0), last = tensor_ars(1);
+  // Stage 0: per micro-batch 2 blocks' ARs each pass, and the embedding's forward AR.
+  EXPECT_EQ((first.at({GroupKind::kTensor, Phase::kForward, Collective::kAllReduce})), 2 * (2 + 1) * layer_ar);
+  EXPECT_EQ((first.at({GroupKind::kTensor, Phase::kBackward, Collective::kAllReduce})), 2 * 2 * layer_ar);
+  // Last stage: the loss's 3 fp32 per token forward, d(norm output) backward.
+  EXPECT_EQ((last.at({GroupKind::kTensor, Phase::kForward, Collective::kAllReduce})), 2 * (2 * layer_ar + 3 * 16 * 4));
+  EXPECT_EQ((last.at({GroupKind::kTensor, Phase::kBackward, Collective::kAllReduce})), 2 * 3 * layer_ar);
+  EXPECT_TRUE(transformer_step_comm(t, plan_of(1, 1, 1), shape_of(16), 0).empty());
+}
+
+// Narayanan et al. 2021 s4.1: with tp > 1 each TP rank sends 1/tp of the boundary and
+// the receiver all-gathers it over NVLink; Megatron-SP's boundary is already a 1/tp
+// sequence shard. p2p_overlap=1 marks the interleaved schedule's transfers overlappable.
+TEST(StepComm, PipelineBoundaryInScatterGatherForm) {
+  const TransformerSpec t = tiny_transformer(8, 8, 4);
+  const std::int64_t boundary = 16 * 8 * 4;  // [s, b, h] fp32
+  for (SeqParallel sp : {SeqParallel::kNone, SeqParallel::kMegatron}) {
+    const Plan p = plan_of(4, 1, 2, sp);
+    const auto ops = transformer_step_comm(t, p, shape_of(16, 4), 1);  // last stage: receives activations
+    int receives = 0, gathers = 0;
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+      if (ops[i].group == GroupKind::kTensor && ops[i].collective == Collective::kAllGather && ops[i].phase == Phase::kForward)
+        ++gathers;
+      if (ops[i].group != GroupKind::kPipeline) continue;
+      EXPECT_EQ(ops[i].bytes, boundary / 4);
+      EXPECT_FALSE(ops[i].overlappable);  // older Megatron waits on every transfer
+      if (ops[i].phase != Phase::kForward) continue;
+      ++receives;
+      if (sp == SeqParallel::kNone) {  // the boundary rebuilt right after its receive
+        ASSERT_LT(i + 1, ops.size());
+        EXPECT_EQ(ops[i + 1].group, GroupKind::kTensor);
+        EXPECT_EQ(ops[i + 1].collective, Collective::kAllGather);
+        EXPECT_EQ(ops[i + 1].bytes, boundary);
+      }
+    }
+    EXPECT_EQ(receives, 4);  // one a micro-batch
+    // Per micro-batch: the boundary's gather (plain TP), or Megatron-SP's own gathers only
+    // (2 layers x 2 blocks, the final norm's output) and none for the boundary.
+    EXPECT_EQ(gathers, sp == SeqParallel::kNone ? 4 : 4 * (2 * 2 + 1));
+  }
+  Plan overlap = plan_of(2, 1, 2);
+  overlap.schedule = PipeSchedule::kInterleaved, overlap.vpp = 2, overlap.p2p_overlap = true;
+  for (const CommOp& o : transformer_step_comm(t, overlap, shape_of(16, 4), 0))
+    EXPECT_EQ(o.overlappable, o.group == GroupKind::kPipeline || o.group == GroupKind::kData) << comm::describe(o);
+}
+
+TEST(StepComm, P2pOverlapIsAnInterleavedPlanKey) {
+  const ModelSpec m = load_model("genslm-25b");
+  Plan p = parse_plan("pp=2,schedule=interleaved,vpp=2,p2p_overlap=1");
+  EXPECT_TRUE(p.p2p_overlap);
+  EXPECT_EQ(check_plan(p, m, 2, RunShape{64, 1, 4}), "");
+  EXPECT_NE(plan_to_string(p).find(",p2p_overlap=1"), std::string::npos) << plan_to_string(p);
+  EXPECT_TRUE(parse_plan(plan_to_string(p)).p2p_overlap);
+  Plan one_f_one_b = parse_plan("pp=2,p2p_overlap=1");
+  EXPECT_NE(check_plan(one_f_one_b, m, 2, RunShape{64, 1, 4}).find("p2p_overlap=1 needs schedule=interleaved"),
+            std::string::npos);
+  EXPECT_EQ(plan_to_string(parse_plan("pp=2")).find("p2p_overlap"), std::string::npos);  // default 0, unprinted
 }
 
 // FastFold's last EvoformerBlock and ExtraMSABlock each all-gather their m and z whole.
-TEST(CommVolume, EvoformerStacksEndWithTheirMAndZGathered) {
+TEST(StepComm, EvoformerStacksEndWithTheirMAndZGathered) {
   EvoformerSpec e;
   e.n_seq = 8, e.n_extra = 16, e.n_res = 12, e.c_m = 4, e.c_e = 3, e.c_z = 3;
   e.msa = {2, 2}, e.extra_msa = {2, 1}, e.triangle = {1, 3};
@@ -228,14 +210,41 @@ TEST(CommVolume, EvoformerStacksEndWithTheirMAndZGathered) {
   EXPECT_EQ(gathers[12 * 12 * 3 * 4], 2);  // z after each stack
 }
 
-TEST(CommVolume, RecomputeAndCheckpointsReCommunicate) {
-  const auto t = tiny(8, 8, 2);
+TEST(StepComm, EvoformerDapFullBlockCounts) {
+  // AlphaFold2 dims (ANCHORS s1): per block 6 all-to-alls and 6 all-gathers forward
+  // (FastFold's fastnn EvoformerBlock), mirrored backward, re-run under recompute.
+  EvoformerSpec e;
+  e.n_seq = 128, e.n_res = 256, e.c_m = 256, e.c_z = 128, e.c_e = 64;
+  e.msa = {8, 32}, e.triangle = {4, 32}, e.extra_msa = {8, 8};
+  e.blocks = 2;
+  e.dtype = DType::kBf16;
+  Plan p;
+  p.dap = 4, p.dp = 1;
+  std::map<std::tuple<Phase, Collective>, int> count;
+  for (const auto& o : evoformer_step_comm(e, p, RunShape{256, 1, 1})) count[{o.phase, o.collective}] += 1;
+  EXPECT_EQ((count[{Phase::kForward, Collective::kAllToAll}]), 12);
+  EXPECT_EQ((count[{Phase::kForward, Collective::kAllGather}]), 12 + 2);  // + the stack's exit m and z
+  EXPECT_EQ((count[{Phase::kBackward, Collective::kAllToAll}]), 12);
+  EXPECT_EQ((count[{Phase::kBackward, Collective::kReduceScatter}]), 12);
+  EXPECT_EQ((count[{Phase::kBackward, Collective::kAllReduce}]), 1);
+  p.recompute = Recompute::kFull;
+  count.clear();
+  bool found = false;
+  for (const auto& o : evoformer_step_comm(e, p, RunShape{256, 1, 1})) {
+    count[{o.phase, o.collective}] += 1;
+    // One MSA all-to-all sends the rank's shard: N_seq N_res c_m / dap bf16 elements.
+    found |= o.collective == Collective::kAllToAll && o.bytes == 128 * 256 * 256 * 2 / 4;
+  }
+  EXPECT_EQ((count[{Phase::kRecompute, Collective::kAllToAll}]), 12);
+  EXPECT_TRUE(found);
+}
+
+TEST(StepComm, RecomputeAndCheckpointsReCommunicate) {
+  const TransformerSpec t = tiny_transformer(8, 8, 2);
   Plan plan = plan_of(2, 1, 1);
-  const auto base = by_key(layer_ops(transformer_step_comm(t, plan, shape_of(16), 0), t, plan, shape_of(16)));
   plan.recompute = Recompute::kFull;
   auto full = by_key(transformer_step_comm(t, plan, shape_of(16), 0));
-  EXPECT_EQ((full[{GroupKind::kTensor, Phase::kRecompute, Collective::kAllReduce}]),
-            (base.at({GroupKind::kTensor, Phase::kForward, Collective::kAllReduce})));
+  EXPECT_EQ((full[{GroupKind::kTensor, Phase::kRecompute, Collective::kAllReduce}]), 2 * 2 * 16 * 8 * 4);  // 2 blocks a layer
   plan.ckpt_partitioned = true;
   full = by_key(transformer_step_comm(t, plan, shape_of(16), 0));
   EXPECT_EQ((full[{GroupKind::kTensor, Phase::kRecompute, Collective::kAllGather}]), 2 * 16 * 8 * 4);  // one a layer

@@ -1,49 +1,26 @@
 // LSS segmented sequence parallelism (plan sp=lss) and MoE expert parallelism (plan ep,
-// model "moe") in the cost model: the plan keys, the per-step collectives against the
-// strategies' (comm/strategies/lss.cc, moe.cc) and the stand-alone lss_attention_comm /
-// moe_comm, the memory terms, the StepProgram replay, and the estimate's breakdown.
+// model "moe") in the cost model: the plan keys, the per-step collectives (the
+// workloads/parallel lss_comm.h and moe_comm.h emitters, composed per layer and step),
+// the memory terms, the StepProgram replay, and the estimate's breakdown.
 #include <gtest/gtest.h>
 
-#include <map>
-#include <tuple>
-
-#include "comm/groups.h"
-#include "comm/strategies/strategy.h"
 #include "model/comm_volume.h"
 #include "model/estimate.h"
 #include "model/memory.h"
 #include "model/search.h"
 #include "model/transformer_program.h"
-#include "tests/support/tiny_transformer.h"
+#include "tests/consistency/consistency.h"
 #include "workloads/config_error.h"
 
 namespace seqscale {
 namespace {
 
-using Key = std::tuple<GroupKind, Phase, Collective>;
-std::map<Key, std::int64_t> by_key(const std::vector<CommOp>& ops) {
-  std::map<Key, std::int64_t> m;
-  for (const auto& o : ops) m[{o.group, o.phase, o.collective}] += o.bytes;
-  return m;
-}
-std::vector<CommOp> only(const std::vector<CommOp>& ops, GroupKind g, Collective skip = Collective::kSendRecv) {
-  std::vector<CommOp> out;
-  for (const auto& o : ops)
-    if (o.group == g && o.collective != skip) out.push_back(o);
-  return out;
-}
-std::vector<CommOp> declared(const std::string& name, const comm::RankLayout& layout) {
-  StepProgram p;
-  comm::find_strategy(name)->declare(layout, 0, p);
-  std::vector<CommOp> out;
-  for (const auto& op : p.ops)
-    if (const auto* c = std::get_if<CommOp>(&op)) out.push_back(*c);
-  return out;
-}
+using consistency::by_key;
+using consistency::only;
 
-// The tiny MoE transformer of comm/strategies/moe.cc: 8 experts of width 4, top-2, 6 tokens.
+// 8 experts of width 4, top-2 (comm/strategies/moe.cc's).
 TransformerSpec tiny_moe(std::int64_t layers = 1, std::int64_t every = 1) {
-  TransformerSpec t = testing_support::tiny_transformer(4, 1, layers);
+  TransformerSpec t = consistency::tiny_transformer(4, 1, layers);
   t.moe_experts = 8, t.moe_top_k = 2, t.moe_every = every, t.moe_capacity_factor = 1.25;
   return t;
 }
@@ -65,27 +42,23 @@ TEST(Lss, PlanKeyDerivesItsDegreeAndRoundTrips) {
   EXPECT_NE(check_plan(uneven, m, 16, RunShape{65537, 1, 0}).find("not divisible"), std::string::npos);
 }
 
-// Per layer the model gathers [k | v] forward and reduce-scatters it backward, as the
-// strategy does for its one layer; per step it averages the gradients over the segments
-// and then over dp (double gradient averaging) -- exactly lss_attention_comm's ops.
-TEST(Lss, CollectivesAreTheStrategysAndLssAttentionComms) {
-  for (int world : {2, 4, 8}) {
-    const comm::RankLayout layout(comm::find_strategy("lss")->dims(world));
+// Per layer the model gathers [k | v] of every token forward and reduce-scatters its
+// gradient backward (s*b*2*kv_width*es each); per step it averages the gradients over
+// the segments and then over dp (double gradient averaging, Wang et al. 2023).
+TEST(Lss, PerLayerKvGatherAndDoubleGradientAveraging) {
+  for (int sp : {2, 4}) {
     Plan p;
-    p.sp = SeqParallel::kLss, p.sp_degree = layout.dims().sp, p.dp = layout.dims().dp;
-    const TransformerSpec t = testing_support::tiny_transformer(8, 1, 3);
+    p.sp = SeqParallel::kLss, p.sp_degree = sp, p.dp = 2;
+    const TransformerSpec t = consistency::tiny_transformer(8, 1, 3);
     const RunShape shape{16, 1, p.dp};
     const auto model = transformer_step_comm(t, p, shape, 0);
-    // Activations: 3 layers of the strategy's one.
-    const auto strat = by_key(only(declared("lss", layout), GroupKind::kSequence, Collective::kAllReduce));
-    const auto act = by_key(only(model, GroupKind::kSequence, Collective::kAllReduce));
-    ASSERT_EQ(act.size(), strat.size()) << world;
-    for (const auto& [k, bytes] : strat) EXPECT_EQ(act.at(k), 3 * bytes) << world;
-    // The whole step against the stand-alone function.
-    LssAttention a;
-    a.seq = 16, a.kv_width = 8, a.layers = 3, a.sp = p.sp_degree, a.dp = p.dp, a.dtype = DType::kFp32;
-    a.weight_grad_bytes = kGradBytes * transformer_params(t, 16);
-    EXPECT_EQ(by_key(model), by_key(lss_attention_comm(a))) << world;
+    const auto seq = by_key(only(model, [](const CommOp& o) { return o.group == GroupKind::kSequence; }));
+    const std::int64_t kv = 16 * 2 * 8 * 4;
+    EXPECT_EQ((seq.at({GroupKind::kSequence, Phase::kForward, Collective::kAllGather})), 3 * kv) << sp;
+    EXPECT_EQ((seq.at({GroupKind::kSequence, Phase::kBackward, Collective::kReduceScatter})), 3 * kv) << sp;
+    const auto grads = std::llround(kGradBytes * transformer_params(t, 16));
+    EXPECT_EQ((seq.at({GroupKind::kSequence, Phase::kBackward, Collective::kAllReduce})), grads) << sp;
+    EXPECT_EQ((by_key(model).at({GroupKind::kData, Phase::kBackward, Collective::kAllReduce})), grads) << sp;
   }
 }
 
@@ -130,22 +103,21 @@ TEST(Moe, ModelFileAndPlanErrorsNameTheField) {
 }
 
 // Per MoE layer and micro-batch: dispatch, combine and their two mirrors, each the whole
-// padded [E][C][H] buffer -- the strategy's four all-to-alls and moe_comm's.
-TEST(Moe, AllToAllsAreTheStrategysAndMoeComms) {
+// padded [E][C][H] buffer (C = ceil(1.25 * 6 * 2 / 8) = 2).
+TEST(Moe, FourPaddedAllToAllsPerMoeLayerAndMicroBatch) {
   for (int ep : {2, 4, 8}) {
     Plan p;
     p.dp = ep, p.ep = ep;
     const TransformerSpec t = tiny_moe(4, 2);  // 2 MoE layers
     const RunShape shape{6, 1, 2 * ep};       // 2 micro-batches a replica
-    const auto model = only(transformer_step_comm(t, p, shape, 0), GroupKind::kExpert);
-    const comm::RankLayout layout(comm::ParallelDims{.dp = ep, .ep = ep});
-    const auto strat = by_key(only(declared("moe_expert_parallel", layout), GroupKind::kExpert, Collective::kAllReduce));
-    const auto got = by_key(model);
-    ASSERT_EQ(got.size(), strat.size()) << ep;
-    for (const auto& [k, bytes] : strat) EXPECT_EQ(got.at(k), 2 * 2 * bytes) << ep;  // 2 layers x 2 micro-batches
-    MoeLayers ml = moe_layers_of(t, p, shape);
-    EXPECT_EQ(moe_capacity(ml), 2);
-    EXPECT_EQ(got, by_key(only(moe_comm(ml), GroupKind::kExpert, Collective::kAllReduce))) << ep;
+    EXPECT_EQ(moe_capacity(moe_layers_of(t, p, shape)), 2);
+    const auto got = by_key(only(transformer_step_comm(t, p, shape, 0),
+                                 [](const CommOp& o) { return o.group == GroupKind::kExpert; }));
+    const std::int64_t a2a = 8 * 2 * 4 * 4;
+    const std::map<consistency::Key, std::int64_t> want{
+        {{GroupKind::kExpert, Phase::kForward, Collective::kAllToAll}, 2 * 2 * 2 * a2a},  // 2 layers x 2 mb x 2
+        {{GroupKind::kExpert, Phase::kBackward, Collective::kAllToAll}, 2 * 2 * 2 * a2a}};
+    EXPECT_EQ(got, want) << ep;
   }
 }
 
@@ -202,9 +174,10 @@ TEST(Moe, TheEstimateAndTheProgramCarryTheAllToAlls) {
 TEST(Moe, SearchTriesExpertParallelism) {
   const ModelSpec m = load_model("tiny-moe");
   int with_ep = 0;
-  for (const Plan& p : enumerate_plans(find_preset("seqscale-best"), m, 8)) with_ep += p.ep > 1;
+  const ClusterSpec c = load_cluster("dgx-a100-80g");
+  for (const Plan& p : enumerate_plans(find_preset("seqscale-best"), m, c, 8)) with_ep += p.ep > 1;
   EXPECT_GT(with_ep, 0);
-  const MaxSeqResult r = max_sequence(m, load_cluster("dgx-a100-80g"), 8, find_preset("seqscale-best"), 1024);
+  const MaxSeqResult r = max_sequence(m, c, 8, find_preset("seqscale-best"), 1024);
   EXPECT_GT(r.max_seq, 0);
 }
 

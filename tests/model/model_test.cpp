@@ -227,7 +227,7 @@ TEST(Search, BestPlanIsFeasibleAndFastest) {
   const BestPlan best = best_plan(m, c, 32, p, shape, cal);
   ASSERT_TRUE(best.found);
   EXPECT_TRUE(best.estimate.fits);
-  for (const Plan& plan : enumerate_plans(p, m, 32)) {
+  for (const Plan& plan : enumerate_plans(p, m, c, 32)) {
     Plan q = plan;
     if (!check_plan(q, m, 32, shape).empty()) continue;
     const Estimate e = estimate(m, c, q, 32, shape, cal);
@@ -344,7 +344,7 @@ TEST(Calibration, SaveLoadRoundTripAndStrictErrors) {
   EXPECT_EQ(r.device, "test-gpu");
   EXPECT_DOUBLE_EQ(r.compute_efficiency("gemm"), 0.77);
   EXPECT_DOUBLE_EQ(r.compute_efficiency("attention_fused_bwd"), c.compute.at("attention_fused"));
-  EXPECT_DOUBLE_EQ(r.compute_efficiency("unknown_kernel"), r.default_compute_efficiency);
+  EXPECT_THROW(r.compute_efficiency("unknown_kernel"), std::logic_error);  // not an op kind (workloads/op_kinds.h)
   EXPECT_DOUBLE_EQ(r.comm_efficiency(Collective::kAllToAll, LinkTier::kIb), 0.33);
 
   auto write = [&](const std::string& text) {

@@ -1,8 +1,12 @@
-// Measured maximum sequence length: for every group of matrix points that differ only in
-// one axis (the sequence length, L, seq...), bisect that axis over the matrix's own grid on
-// the real hardware. An `oom` probe is a data point (infeasible), not an error. Every probe
-// is recorded in results.json (so an interrupted search resumes), and the summary with the
-// model's prediction for the same grid goes to maxseq.json.
+// The measured maximum sequence length (`seqscale bench --maxseq AXIS`): for every group of
+// matrix points that differ only in one axis (the sequence length, L, seq...), bisect that
+// axis over the matrix's own grid on the real hardware. An `oom` probe is a data point
+// (infeasible), not an error. Every probe is recorded in results.json (so an interrupted
+// search resumes), and the summary, with the model's answer for the same grid (the priced
+// points, bisected alike), goes to measured_max_seq.json.
+//
+// Not the model's search: `seqscale maxseq` and max_sequence() (model/search.h) predict the
+// longest sequence a framework preset fits on a cluster, over its plans, without running.
 #pragma once
 #include <iosfwd>
 #include <optional>
@@ -17,7 +21,7 @@
 
 namespace seqscale {
 
-struct MaxSeqRow {
+struct MeasuredMaxSeq {
   nlohmann::json group;                   // the other parameters
   std::string bench, backend, axis;
   std::optional<std::int64_t> measured_max;   // none: even the smallest value does not fit
@@ -26,7 +30,7 @@ struct MaxSeqRow {
   nlohmann::json probes = nlohmann::json::array();  // [{value, status, reason}]
 };
 
-struct MaxSeqOptions {
+struct MeasureMaxSeqOptions {
   std::string axis;
   RunOptions run;
   std::optional<ClusterSpec> cluster;    // to add the model's prediction
@@ -37,7 +41,9 @@ struct MaxSeqOptions {
 // feasibility is monotone (what fits at s fits below s). nullopt if none fits.
 std::optional<std::size_t> bisect_largest_feasible(std::size_t n, const std::function<std::optional<bool>(std::size_t)>& feasible);
 
-std::vector<MaxSeqRow> run_maxseq(const Matrix& matrix, const MaxSeqOptions& options, std::ostream& log);
-nlohmann::json to_json(const MaxSeqRow& row);
+// One row per group of points; `log` gets a line per probe.
+std::vector<MeasuredMaxSeq> measure_max_sequence(const Matrix& matrix, const MeasureMaxSeqOptions& options,
+                                                 std::ostream& log);
+nlohmann::json to_json(const MeasuredMaxSeq& row);
 
 }  // namespace seqscale

@@ -1,4 +1,4 @@
-#include "harness/maxseq.h"
+#include "harness/measured_max_seq.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -28,7 +28,7 @@ std::optional<std::size_t> bisect_largest_feasible(
   return lo;
 }
 
-nlohmann::json to_json(const MaxSeqRow& r) {
+nlohmann::json to_json(const MeasuredMaxSeq& r) {
   nlohmann::json j = {{"bench", r.bench}, {"backend", r.backend}, {"axis", r.axis}, {"group", r.group},
                       {"probes", r.probes}, {"first_infeasible_reason", r.first_infeasible_reason}};
   j["measured_max"] = r.measured_max ? nlohmann::json(*r.measured_max) : nlohmann::json(nullptr);
@@ -36,7 +36,8 @@ nlohmann::json to_json(const MaxSeqRow& r) {
   return j;
 }
 
-std::vector<MaxSeqRow> run_maxseq(const Matrix& matrix, const MaxSeqOptions& opt, std::ostream& log) {
+std::vector<MeasuredMaxSeq> measure_max_sequence(const Matrix& matrix, const MeasureMaxSeqOptions& opt,
+                                                 std::ostream& log) {
   // Group the points by everything except the searched axis.
   std::map<std::string, std::vector<const MatrixPoint*>> groups;
   for (const auto& p : matrix.points) {
@@ -55,12 +56,12 @@ std::vector<MaxSeqRow> run_maxseq(const Matrix& matrix, const MaxSeqOptions& opt
   else results.run = collect_metadata(opt.run.command_line, true);
   install_stop_handlers();
   IsolatedExecutor executor(opt.run.isolation, opt.run.self_exe);
-  std::vector<MaxSeqRow> rows;
+  std::vector<MeasuredMaxSeq> rows;
   for (auto& [key, pts] : groups) {
     std::sort(pts.begin(), pts.end(), [&](const MatrixPoint* a, const MatrixPoint* b) {
       return a->params[opt.axis].get<std::int64_t>() < b->params[opt.axis].get<std::int64_t>();
     });
-    MaxSeqRow row;
+    MeasuredMaxSeq row;
     row.bench = pts[0]->bench;
     row.backend = pts[0]->backend;
     row.axis = opt.axis;
@@ -82,7 +83,7 @@ std::vector<MaxSeqRow> run_maxseq(const Matrix& matrix, const MaxSeqOptions& opt
       }
       const std::int64_t v = p.params[opt.axis].get<std::int64_t>();
       row.probes.push_back({{"value", v}, {"status", status_name(r.status)}, {"reason", r.reason}});
-      log << "maxseq " << key << " " << opt.axis << "=" << v << ": " << status_name(r.status) << "\n";
+      log << "bisect " << key << " " << opt.axis << "=" << v << ": " << status_name(r.status) << "\n";
       const bool ok = r.status == PointStatus::kOk;
       if (!ok && row.first_infeasible_reason.empty()) row.first_infeasible_reason = r.reason;
       return ok;

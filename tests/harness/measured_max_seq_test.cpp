@@ -8,13 +8,13 @@
 #include <filesystem>
 #include <fstream>
 
-#include "harness/maxseq.h"
+#include "harness/measured_max_seq.h"
 #include "harness/results/results.h"
 
 namespace seqscale {
 namespace {
 
-TEST(MaxSeq, BisectFindsTheLastFeasibleIndex) {
+TEST(MeasuredMaxSeq, BisectFindsTheLastFeasibleIndex) {
   for (std::size_t n : {1u, 2u, 7u, 64u, 1000u}) {
     for (std::size_t boundary = 0; boundary <= n; boundary += std::max<std::size_t>(1, n / 7)) {
       int probes = 0;
@@ -33,8 +33,8 @@ TEST(MaxSeq, BisectFindsTheLastFeasibleIndex) {
   }
 }
 
-TEST(MaxSeq, CliFindsThePlantedMemoryLimit) {
-  const auto dir = std::filesystem::temp_directory_path() / ("seqscale_maxseq_" + std::to_string(::getpid()));
+TEST(MeasuredMaxSeq, BenchMaxseqFindsThePlantedMemoryLimit) {
+  const auto dir = std::filesystem::temp_directory_path() / ("seqscale_measured_max_seq_" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   std::ofstream(dir / "m.json") << R"({"name":"ms","timing":{"min_samples":2,"max_samples":3,"time_cap_s":0.01,"warmup_s":0},
@@ -43,7 +43,7 @@ TEST(MaxSeq, CliFindsThePlantedMemoryLimit) {
   const std::string cmd = "SEQSCALE_CPU_MEMORY_BUDGET=40000 " + testing_support::seqscale_binary() + " bench --maxseq n --matrix " +
                           (dir / "m.json").string() + " --out " + (dir / "out").string() + " --cluster h100 >/dev/null 2>&1";
   ASSERT_EQ(WEXITSTATUS(std::system(cmd.c_str())), 0);
-  std::ifstream in(dir / "out" / "maxseq.json");
+  std::ifstream in(dir / "out" / "measured_max_seq.json");
   const auto rows = nlohmann::json::parse(in);
   ASSERT_EQ(rows.size(), 1u);
   EXPECT_EQ(rows[0]["measured_max"], 10000);

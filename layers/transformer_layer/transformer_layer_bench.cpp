@@ -1,0 +1,204 @@
+// Suite "steps" on the CPU: the GPT layer ("transformer_layer": one layer's forward and
+// backward) and a training step of a stack of them ("transformer_stack": embedding, k
+// layers, chunked cross-entropy, Adam), run for real on the fp32 executor
+// (TransformerExecOps) with every tensor from the harness's tracking allocator. So
+// metrics.peak_bytes is a measurement, set beside model_peak_bytes, the replay of the
+// recorded program of the same point (transformer_layer_program.h): they agree because
+// both run transformer_layer_def.h, and a change to one that the other does not see
+// breaks tests/layers/. Each point's gradients (and the stack's loss) are checked against
+// the double reference before it is timed, within the reference's budget.
+//
+// Axes: model (a transformer model file or HF config.json), plan (attn, recompute, mask,
+// tp, sp, sp_degree: --plan's syntax), seq, micro_batch [1], dtype [fp32: the only one
+// the CPU executor runs]; stack only: layers [the model's], vocab_chunk [128]. Optional
+// overrides of the model's layer: mlp (gelu | swiglu), norm (layernorm | rmsnorm),
+// residual (sequential | parallel). tp > 1 and sp run one rank's shard with the
+// collectives as copies: its memory is the shard's, its numbers are not checked.
+//
+//   seqscale bench --matrix transformer --filter 'transformer_layer/cpu'
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <string>
+#include <variant>
+
+#include "harness/bench/registry.h"
+#include "harness/steps/step_executor.h"
+#include "layers/transformer_layer/transformer_layer_cpu.h"
+#include "workloads/config_error.h"
+#include "workloads/transformer_layer/transformer_layer_program.h"
+
+namespace seqscale {
+namespace {
+
+struct Point {
+  TransformerStackDims dims;  // .layer for the layer bench
+  MaskKind mask = MaskKind::kNone;
+  bool checkable = false;
+  std::shared_ptr<const StepProgram> program;
+};
+
+TransformerSpec model_with_overrides(BenchState& s) {
+  const std::string name = s.get_string("model");
+  const ModelSpec model = load_model(name);
+  if (!model.is_transformer()) throw ConfigError("model: '" + name + "' is not a transformer model");
+  TransformerSpec t = model.transformer();
+  if (s.has("mlp")) {
+    const std::string v = s.get_string("mlp");
+    if (v != "gelu" && v != "swiglu") throw ConfigError("mlp: expected gelu or swiglu, got '" + v + "'");
+    t.mlp = v == "gelu" ? MlpKind::kGelu : MlpKind::kSwiglu;
+  }
+  if (s.has("norm")) {
+    const std::string v = s.get_string("norm");
+    if (v != "layernorm" && v != "rmsnorm") throw ConfigError("norm: expected layernorm or rmsnorm, got '" + v + "'");
+    t.norm = v == "layernorm" ? NormKind::kLayerNorm : NormKind::kRmsNorm;
+  }
+  if (s.has("residual")) {
+    const std::string v = s.get_string("residual");
+    if (v != "sequential" && v != "parallel") throw ConfigError("residual: expected sequential or parallel, got '" + v + "'");
+    t.parallel_residual = v == "parallel";
+  }
+  return t;
+}
+
+// Parses the axes, records and declares the program. Returns false on the model's side
+// (`bench --source model`, maxseq's prediction), where the program's memory events are
+// replayed through the state's allocator instead of running anything.
+bool setup(BenchState& s, bool stack, Point& pt) {
+  const TransformerSpec t = model_with_overrides(s);
+  Plan plan = parse_plan(s.has("plan") ? s.get_string("plan") : "");
+  const DType dtype = s.has("dtype") ? s.get_dtype() : DType::kFp32;
+  if (dtype != DType::kFp32) throw ConfigError("dtype: the CPU executor runs fp32 only, got '" + std::string(dtype_name(dtype)) + "'");
+  const std::int64_t batch = s.has("micro_batch") ? s.get_int("micro_batch") : 1;
+  pt.dims.layer = TransformerLayerDims::from(t, plan, s.get_int("seq"), batch, s.backend() == Backend::kCuda);
+  pt.dims.layers = s.has("layers") ? s.get_int("layers") : t.layers;
+  pt.dims.vocab = t.vocab;
+  pt.dims.vocab_chunk = s.has("vocab_chunk") ? s.get_int("vocab_chunk") : 128;
+  pt.dims.learned_positions = t.position == PositionEmbedding::kLearned;
+  pt.dims.mask = pt.mask = plan.mask;
+  if (pt.dims.layers < 1) throw ConfigError("layers: must be at least 1");
+  if (pt.dims.vocab_chunk < 1) throw ConfigError("vocab_chunk: must be at least 1");
+  pt.program = std::make_shared<const StepProgram>(stack ? build_transformer_stack_program(pt.dims, dtype)
+                                                         : build_transformer_layer_program(pt.dims.layer, pt.mask, dtype));
+  s.declare_program(pt.program);
+  KernelCost declared;
+  for (const StepOp& op : pt.program->ops) {
+    if (const auto* c = std::get_if<ComputeOp>(&op)) {
+      declared.flops += c->cost.flops;
+      declared.bytes += c->cost.bytes;
+    }
+  }
+  s.add_cost(declared);
+  s.set_metric("model_peak_bytes", static_cast<double>(pt.program->replay_memory().peak_device_bytes));
+  s.set_metric("tokens_per_step", static_cast<double>(batch * pt.dims.layer.seq));
+  // The double reference costs about the declared FLOPs / 2 multiply-adds (as the block's).
+  const TransformerLayerDims& d = pt.dims.layer;
+  const bool one_rank = d.tp == 1 && d.ulysses() == 1;
+  pt.checkable = one_rank && declared.flops / 2 <= 4 * kCheckReferenceBudget;
+  if (!one_rank) s.no_check("one rank's shard with the collectives as copies: its numbers are not a layer's");
+  else if (!pt.checkable) {
+    s.no_check("the double reference would take " + std::to_string(static_cast<long long>(declared.flops / 2e9)) +
+               " G multiply-adds (check budget " + std::to_string(static_cast<long long>(4 * kCheckReferenceBudget / 1e9)) +
+               " G); tests/layers/ check it at small sizes");
+  }
+  if (s.executes()) return true;
+  replay_memory_events(*pt.program, s);
+  s.exec([](void*) {});
+  return false;
+}
+
+using Ops = TransformerExecOps;
+
+std::vector<double> read(BenchState& s, const Ops::Tensor& t) {
+  return s.read_back(t.raw, t.n, t.elem == Elem::kInt32 ? DType::kInt32 : DType::kFp32);
+}
+
+template <class Params>
+void fill_weights(BenchState& s, Params& params) {
+  std::uint64_t seed = 1;
+  for (auto* p : params) {
+    s.fill_random(p->w.p, p->w.n, DType::kFp32, seed++, -static_cast<float>(kTransformerWeightRange),
+                  static_cast<float>(kTransformerWeightRange));
+  }
+}
+
+// Each gradient relative to its own largest value, except one that is zero up to rounding:
+// the key bias's (softmax is invariant to a shift of a row's logits, and q . b_k shifts
+// every logit of a row alike), judged against the largest gradient of the step instead.
+CheckResult compare_grads(const std::vector<std::vector<double>>& got, const std::vector<std::vector<double>>& want,
+                          const CheckTolerance& tol) {
+  const auto max_abs = [](const std::vector<double>& v) {
+    double m = 0;
+    for (double x : v) m = std::max(m, std::fabs(x));
+    return m;
+  };
+  double scale = 0;
+  for (const auto& w : want) scale = std::max(scale, max_abs(w));
+  CheckResult r;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    const bool zero_by_symmetry = max_abs(want[i]) < 1e-9 * scale;
+    const CheckTolerance t = zero_by_symmetry ? CheckTolerance{tol.rel_to_max * scale, 0, 0} : tol;
+    r.merge(compare_values("param_grad[" + std::to_string(i) + "]", got[i], want[i], t));
+  }
+  return r;
+}
+
+SEQSCALE_BENCH(transformer_layer_cpu, "transformer_layer", "steps", Backend::kCpu, [](BenchState& s) {
+  Point pt;
+  if (!setup(s, /*stack=*/false, pt)) return;
+  Ops ops([&](std::size_t bytes) { return s.alloc(bytes); }, [&](void* p) { s.release(p); });
+  TransformerLayerStep<Ops> step(ops, pt.dims.layer, pt.mask);
+  fill_weights(s, step.layer.params());
+  s.fill_random(step.x.p, step.x.n, DType::kFp32, 101);
+  s.fill_random(step.dy.p, step.dy.n, DType::kFp32, 102);
+  const auto run = [&](void*) { step.run(); };
+  if (pt.checkable && s.checks()) {
+    TransformerLayerInputs in;
+    in.x = read(s, step.x);
+    in.dy = read(s, step.dy);
+    for (auto* p : step.layer.params()) in.params.push_back(read(s, p->w));
+    s.check(run, [&] {
+      const TransformerLayerRun ref = run_transformer_layer_ref(pt.dims.layer, pt.mask, in);
+      const CheckTolerance tol = transformer_layer_tolerance(DType::kFp32);
+      CheckResult r = compare_values("dx", read(s, step.dx), ref.dx, tol);
+      std::vector<std::vector<double>> grads;
+      for (auto* p : step.layer.params()) grads.push_back(read(s, p->dw));
+      r.merge(compare_grads(grads, ref.param_grads, tol));
+      return r;
+    });
+  }
+  s.exec(run);
+});
+
+SEQSCALE_BENCH(transformer_stack_cpu, "transformer_stack", "steps", Backend::kCpu, [](BenchState& s) {
+  Point pt;
+  if (!setup(s, /*stack=*/true, pt)) return;
+  Ops ops([&](std::size_t bytes) { return s.alloc(bytes); }, [&](void* p) { s.release(p); });
+  TransformerStackStep<Ops> step(ops, pt.dims);
+  fill_weights(s, step.stack.params());
+  step.stack.sync_master();
+  const float vocab = static_cast<float>(pt.dims.vocab);
+  s.fill_random(step.tokens.raw, step.tokens.n, DType::kInt32, 201, 0.f, vocab);
+  s.fill_random(step.targets.raw, step.targets.n, DType::kInt32, 202, 0.f, vocab);
+  const auto run = [&](void*) { step.run(); };
+  if (pt.checkable && s.checks()) {
+    // The weights before the checked step: its gradients are of these (Adam runs after).
+    TransformerStackInputs in;
+    for (double v : read(s, step.tokens)) in.tokens.push_back(static_cast<std::int32_t>(v));
+    for (double v : read(s, step.targets)) in.targets.push_back(static_cast<std::int32_t>(v));
+    for (auto* p : step.stack.params()) in.params.push_back(read(s, p->w));
+    s.check(run, [&] {
+      const TransformerStackRun ref = run_transformer_stack_ref(pt.dims, in);
+      const CheckTolerance tol = transformer_layer_tolerance(DType::kFp32);
+      CheckResult r = compare_values("loss", read(s, step.loss), std::vector<double>{ref.loss}, tol);
+      std::vector<std::vector<double>> grads;
+      for (auto* p : step.stack.params()) grads.push_back(read(s, p->dw));
+      r.merge(compare_grads(grads, ref.param_grads, tol));
+      return r;
+    });
+  }
+  s.exec(run);
+});
+
+}  // namespace
+}  // namespace seqscale
