@@ -5,7 +5,7 @@
 #include <tuple>
 
 #include "model/comm_volume.h"
-#include "model/evoformer_block_program.h"
+#include "layers/evoformer_block/evoformer_block_program.h"
 #include "model/roofline.h"
 #include "model/transformer_program.h"
 #include "workloads/config_error.h"
@@ -258,7 +258,7 @@ void evoformer_time(const EvoformerSpec& ev, const ClusterSpec& c, const Plan& p
                     const Calibration& cal, Estimate& e) {
   const double n_res = static_cast<double>(shape.seq);
   const bool fused = p.attn == AttentionImpl::kFused;
-  // Compute: the block programs the harness runs (model/evoformer_block_program.h: every
+  // Compute: the block programs the harness runs (layers/evoformer_block/evoformer_block_program.h: every
   // GEMM, LayerNorm, attention and elementwise op of a main and an extra-MSA block at this
   // crop), each op at its kernel's calibrated efficiency; DAP splits each block's work
   // over its ranks, per-block recompute runs the forward again.

@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "model/comm_volume.h"
-#include "model/evoformer_block_program.h"
+#include "layers/evoformer_block/evoformer_block_program.h"
 #include "model/memory.h"
 
 namespace seqscale {

@@ -23,7 +23,7 @@ struct TransformerSpec {
   std::int64_t vocab = 0;
   PositionEmbedding position = PositionEmbedding::kLearned;
   DType dtype = DType::kBf16;
-  // Layer structure (workloads/transformer_layer/transformer_layer_def.h). The defaults are
+  // Layer structure (layers/transformer_layer/transformer_layer_def.h). The defaults are
   // Megatron GPT's, which every shipped model file meant before these fields existed:
   // bias + GELU MLP, LayerNorm, sequential residual. GPT-NeoX sets parallel_residual
   // (x + attn(ln1(x)) + mlp(ln2(x))) and rotary_pct 0.25; Llama sets swiglu and rmsnorm.

@@ -26,7 +26,7 @@
 #include "harness/steps/step_executor.h"
 #include "layers/transformer_layer/transformer_layer_cpu.h"
 #include "workloads/config_error.h"
-#include "workloads/transformer_layer/transformer_layer_program.h"
+#include "layers/transformer_layer/transformer_layer_program.h"
 
 namespace seqscale {
 namespace {

@@ -1,4 +1,4 @@
-// The CPU backends of the GPT layer and stack (workloads/transformer_layer/*_def.h):
+// The CPU backends of the GPT layer and stack (layers/transformer_layer/*_def.h):
 //   TransformerCpuOpsT<double>  the reference: every tensor and every reduction in double,
 //                               attention from its definition; its gradients are checked
 //                               against central differences (tests/layers/)
@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "kernels/common/check_result.h"
-#include "workloads/transformer_layer/transformer_stack_def.h"
+#include "layers/transformer_layer/transformer_stack_def.h"
 
 namespace seqscale {
 

@@ -1,5 +1,5 @@
 """One AlphaFold2 Evoformer block in plain PyTorch (eager, autograd), the peer of seqscale's
-`evoformer_block` benchmark (kernels/evoformer_block): the same modules in the same order
+`evoformer_block` benchmark (layers/evoformer_block): the same modules in the same order
 (Jumper et al. 2021, supplement Algorithm 6; the extra-MSA stack's block with
 MSAColumnGlobalAttention, Algorithm 19), dropout left out, OuterProductMean divided by
 N_seq. Attention is OpenFold's plain path (matmul, bias add, softmax, matmul: the

@@ -10,9 +10,9 @@
 
 #include "harness/bench/pricing.h"
 #include "harness/calibrate.h"
-#include "kernels/evoformer_block/evoformer_block_def.h"
+#include "layers/evoformer_block/evoformer_block_def.h"
 #include "model/estimate.h"
-#include "model/evoformer_block_program.h"
+#include "layers/evoformer_block/evoformer_block_program.h"
 #include "model/roofline.h"
 #include "tests/support/seed.h"
 #include "workloads/config_error.h"

@@ -14,9 +14,10 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 pack="$src/scripts/pack_device_bin"
 export SEQSCALE_PACK_GZIP_LEVEL=1  # the size logic, not the compression, is under test
 
-# The real build: packs under the default 64 MiB limit (the normal build has sm_80 and
-# sm_90 and MPI, so it is larger than the device flavour).
-"$pack" "$build" "$tmp/bin.tar.gz" 2> "$tmp/err"
+# The real build's binaries. The normal build has sm_80 and sm_90 and MPI, about twice the
+# device flavour (sm_90 only), so the 64 MiB carry limit is scripts/device_build's check on
+# the device flavour; here the contents and the printed size are under test.
+SEQSCALE_CARRY_LIMIT_BYTES=$((512 * 1024 * 1024)) "$pack" "$build" "$tmp/bin.tar.gz" 2> "$tmp/err"
 rc=$?
 cat "$tmp/err"
 [ $rc = 0 ] || fail "packing $build exited $rc"

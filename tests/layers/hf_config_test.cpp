@@ -8,7 +8,7 @@
 #include "workloads/config_error.h"
 #include "workloads/plan.h"
 #include "workloads/specs.h"
-#include "workloads/transformer_layer/transformer_layer_def.h"
+#include "layers/transformer_layer/transformer_layer_def.h"
 
 namespace seqscale {
 namespace {

@@ -1,7 +1,7 @@
-// The recorded program (workloads/transformer_layer/transformer_layer_program.h) against
+// The recorded program (layers/transformer_layer/transformer_layer_program.h) against
 // the fp32 executor that runs the same definition (their peaks equal byte for byte), and
 // against the closed form the search uses (model/memory.h, Korthikanti et al. 2022):
-// term by term, with every difference the one workloads/transformer_layer/README.md's
+// term by term, with every difference the one layers/transformer_layer/README.md's
 // NOTE gives a reason for.
 #include <gtest/gtest.h>
 
@@ -15,7 +15,7 @@
 #include "layers/transformer_layer/transformer_layer_cpu.h"
 #include "model/memory.h"
 #include "tests/support/seed.h"
-#include "workloads/transformer_layer/transformer_layer_program.h"
+#include "layers/transformer_layer/transformer_layer_program.h"
 
 namespace seqscale {
 namespace {

@@ -1,4 +1,4 @@
-// The GPT layer and stack (workloads/transformer_layer/*_def.h) on the CPU backends: the
+// The GPT layer and stack (layers/transformer_layer/*_def.h) on the CPU backends: the
 // double reference's gradients against central differences of its own loss, the paths
 // that must compute the same function (fused = materialized, every recompute mode, every
 // chunking of the loss), and the fp32 executor against the reference.

@@ -14,7 +14,7 @@
 
 #include "harness/measured_max_seq.h"
 #include "layers/transformer_layer/transformer_layer_cpu.h"
-#include "workloads/transformer_layer/transformer_layer_program.h"
+#include "layers/transformer_layer/transformer_layer_program.h"
 
 namespace seqscale {
 namespace {

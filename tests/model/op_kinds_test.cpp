@@ -9,7 +9,7 @@
 #include <string>
 
 #include "model/calibration.h"
-#include "model/evoformer_block_program.h"
+#include "layers/evoformer_block/evoformer_block_program.h"
 #include "model/evoformer_program.h"
 #include "model/transformer_program.h"
 #include "tests/support/errors.h"

@@ -30,7 +30,7 @@
 #include <memory>
 #include <vector>
 
-#include "workloads/transformer_layer/transformer_layer_def.h"
+#include "layers/transformer_layer/transformer_layer_def.h"
 
 namespace seqscale {
 

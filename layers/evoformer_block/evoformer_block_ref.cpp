@@ -1,4 +1,4 @@
-#include "kernels/evoformer_block/evoformer_block_ref.h"
+#include "layers/evoformer_block/evoformer_block_ref.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,5 +1,5 @@
 // The StepProgram of one AlphaFold2 Evoformer block, forward then backward, recorded by
-// running kernels/evoformer_block/evoformer_block_def.h on a backend that executes nothing:
+// running layers/evoformer_block/evoformer_block_def.h on a backend that executes nothing:
 // every backend call becomes a ComputeOp with its FLOPs and compulsory bytes, every
 // alloc/release a MemoryEvent. Because the CPU reference and the CUDA backend run the same
 // text, the program prices exactly the tensors and kernels that are measured, unlike
@@ -22,7 +22,7 @@
 #pragma once
 #include <cstdint>
 
-#include "kernels/evoformer_block/evoformer_block_def.h"
+#include "layers/evoformer_block/evoformer_block_def.h"
 #include "workloads/dtype.h"
 #include "workloads/step_program.h"
 

@@ -1,4 +1,4 @@
-#include "kernels/evoformer_block/evoformer_block.cuh"
+#include "layers/evoformer_block/evoformer_block.cuh"
 
 #include <algorithm>
 #include <cstdio>

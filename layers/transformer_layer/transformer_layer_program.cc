@@ -1,4 +1,4 @@
-#include "workloads/transformer_layer/transformer_layer_program.h"
+#include "layers/transformer_layer/transformer_layer_program.h"
 
 #include <initializer_list>
 #include <stdexcept>

@@ -1,4 +1,4 @@
-// The recorded Evoformer block program (model/evoformer_block_program.h) against closed
+// The recorded Evoformer block program (layers/evoformer_block/evoformer_block_program.h) against closed
 // forms derived by hand from AF2's block: parameter count, GEMM and attention FLOPs,
 // balanced memory events, and what the fused attention saves.
 #include <algorithm>
@@ -10,8 +10,8 @@
 
 #include <gtest/gtest.h>
 
-#include "kernels/evoformer_block/evoformer_block_ref.h"
-#include "model/evoformer_block_program.h"
+#include "layers/evoformer_block/evoformer_block_ref.h"
+#include "layers/evoformer_block/evoformer_block_program.h"
 #include "workloads/specs.h"
 
 namespace seqscale {

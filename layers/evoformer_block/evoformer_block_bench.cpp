@@ -13,9 +13,9 @@
 
 #include "harness/bench/registry.h"
 #include "harness/steps/step_executor.h"
-#include "kernels/evoformer_block/evoformer_block_bench.h"
-#include "kernels/evoformer_block/evoformer_block_ref.h"
-#include "model/evoformer_block_program.h"
+#include "layers/evoformer_block/evoformer_block_bench.h"
+#include "layers/evoformer_block/evoformer_block_ref.h"
+#include "layers/evoformer_block/evoformer_block_program.h"
 #include "workloads/config_error.h"
 
 namespace seqscale {

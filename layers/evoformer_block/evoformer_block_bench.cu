@@ -4,12 +4,12 @@
 // block, N_extra rows with global column attention), dtype (fp32 | bf16, default fp32) and
 // n_seq / n_res overrides. Every tensor comes from
 // the harness's pool, so peak_bytes is the block's measured high-water mark; the model's
-// StepProgram of the same block (model/evoformer_block_program.h) is recorded beside it.
+// StepProgram of the same block (layers/evoformer_block/evoformer_block_program.h) is recorded beside it.
 #include <cuda_runtime.h>
 
 #include "harness/bench/registry.h"
-#include "kernels/evoformer_block/evoformer_block.cuh"
-#include "kernels/evoformer_block/evoformer_block_bench.h"
+#include "layers/evoformer_block/evoformer_block.cuh"
+#include "layers/evoformer_block/evoformer_block_bench.h"
 
 namespace seqscale {
 namespace {

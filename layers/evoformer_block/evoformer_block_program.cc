@@ -1,4 +1,4 @@
-#include "model/evoformer_block_program.h"
+#include "layers/evoformer_block/evoformer_block_program.h"
 
 #include <cstring>
 #include <initializer_list>

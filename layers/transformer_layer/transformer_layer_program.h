@@ -19,7 +19,7 @@
 
 #include "workloads/dtype.h"
 #include "workloads/step_program.h"
-#include "workloads/transformer_layer/transformer_stack_def.h"
+#include "layers/transformer_layer/transformer_stack_def.h"
 
 namespace seqscale {
 

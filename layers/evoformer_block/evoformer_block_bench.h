@@ -9,8 +9,8 @@
 #include <memory>
 
 #include "harness/bench/registry.h"
-#include "kernels/evoformer_block/evoformer_block_def.h"
-#include "kernels/evoformer_block/evoformer_block_ref.h"
+#include "layers/evoformer_block/evoformer_block_def.h"
+#include "layers/evoformer_block/evoformer_block_ref.h"
 
 namespace seqscale {
 
@@ -54,7 +54,7 @@ inline bool evoformer_block_checkable(BenchState& s, const EvoformerBlockPoint& 
   if (ref_cost <= 4 * kCheckReferenceBudget) return true;
   s.no_check("the double reference block would take " + std::to_string(static_cast<long long>(ref_cost / 1e9)) +
              " G multiply-adds (check budget " + std::to_string(static_cast<long long>(4 * kCheckReferenceBudget / 1e9)) +
-             " G); the block is checked at small crops by tests/kernels/evoformer_block*_test.cpp");
+             " G); the block is checked at small crops by tests/layers/evoformer_block*_test.cpp");
   (void)pt;
   return false;
 }

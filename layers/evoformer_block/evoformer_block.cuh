@@ -15,8 +15,8 @@
 #include <vector>
 
 #include "kernels/evoformer_attn/evoformer_attn.cuh"
-#include "kernels/evoformer_block/evoformer_block_def.h"
-#include "kernels/evoformer_block/evoformer_block_ref.h"
+#include "layers/evoformer_block/evoformer_block_def.h"
+#include "layers/evoformer_block/evoformer_block_ref.h"
 
 namespace seqscale {
 

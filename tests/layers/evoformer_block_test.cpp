@@ -7,7 +7,7 @@
 #include <random>
 
 #include "kernels/evoformer_attn/evoformer_attn_ref.h"
-#include "kernels/evoformer_block/evoformer_block_ref.h"
+#include "layers/evoformer_block/evoformer_block_ref.h"
 #include "tests/support/seed.h"
 
 namespace seqscale {

@@ -1,5 +1,5 @@
 // One GPT layer (GPT-NeoX / Megatron GPT / Llama), forward and backward, written once over a
-// backend `Ops`, as kernels/evoformer_block/evoformer_block_def.h is for the Evoformer:
+// backend `Ops`, as layers/evoformer_block/evoformer_block_def.h is for the Evoformer:
 //   sequential (Megatron GPT)   h1 = x + Attn(N1(x));   y = h1 + Mlp(N2(h1))
 //   parallel   (GPT-NeoX)       y  = x + Attn(N1(x)) + Mlp(N2(x))
 // N is LayerNorm or RMSNorm; Attn is QKV projection (kv_heads < heads: GQA), rotary on the

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "kernels/evoformer_block/evoformer_block_def.h"
+#include "layers/evoformer_block/evoformer_block_def.h"
 
 namespace seqscale {
 

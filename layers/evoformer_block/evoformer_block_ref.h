@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "kernels/common/check_result.h"
-#include "kernels/evoformer_block/evoformer_block_def.h"
+#include "layers/evoformer_block/evoformer_block_def.h"
 
 namespace seqscale {
 

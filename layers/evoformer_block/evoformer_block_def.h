@@ -14,7 +14,7 @@
 // The same text runs on three backends, so what is priced is what is run:
 //   EvoformerBlockCpuOps (double, the reference), the CUDA backend (cuBLAS GEMMs, the
 //   LayerNorm kernel, naive or fused Evoformer attention) and the recording backend in
-//   model/evoformer_block_program.cc that turns every call into a ComputeOp with its FLOPs
+//   layers/evoformer_block/evoformer_block_program.cc that turns every call into a ComputeOp with its FLOPs
 //   and every alloc/release into a MemoryEvent.
 //
 // Backend contract (every tensor is a contiguous array of `numel` elements):
@@ -352,5 +352,5 @@ class EvoformerBlock {
 
 }  // namespace seqscale
 
-#include "kernels/evoformer_block/evoformer_block_attention.h"
-#include "kernels/evoformer_block/evoformer_block_pair.h"
+#include "layers/evoformer_block/evoformer_block_attention.h"
+#include "layers/evoformer_block/evoformer_block_pair.h"

@@ -16,8 +16,8 @@
 #include <tuple>
 
 #include "kernels/common/check_result.h"
-#include "kernels/evoformer_block/evoformer_block.cuh"
-#include "kernels/evoformer_block/evoformer_block_ref.h"
+#include "layers/evoformer_block/evoformer_block.cuh"
+#include "layers/evoformer_block/evoformer_block_ref.h"
 #include "tests/support/gpu.h"
 #include "tests/support/matches.h"
 #include "tests/support/seed.h"
