@@ -1,5 +1,5 @@
-// Backend-independent parts of the Communicator: names, byte counters, bus-bandwidth
-// factors and the context string every error message carries.
+// Backend-independent parts of the Communicator: names, byte counters (wire bytes by
+// workloads/collective_sizes.h's busbw_factor) and the context string every error message carries.
 #include "comm/communicator.h"
 
 #include <cerrno>
@@ -82,19 +82,6 @@ OpContext Communicator::context(std::string_view collective, GroupKind g, std::i
 
 std::int64_t bytes_since(const std::array<CommStats, kNumGroupKinds>& before, const Communicator& c, GroupKind g) {
   return c.stats(g).bytes - before[group_index(g)].bytes;
-}
-
-double busbw_factor(Collective c, int n) {
-  if (n <= 1) return c == Collective::kBroadcast || c == Collective::kSendRecv ? 1.0 : 0.0;
-  switch (c) {
-    case Collective::kAllReduce: return 2.0 * (n - 1) / n;
-    case Collective::kAllGather:
-    case Collective::kReduceScatter:
-    case Collective::kAllToAll: return static_cast<double>(n - 1) / n;
-    case Collective::kBroadcast:
-    case Collective::kSendRecv: return 1.0;
-  }
-  return 1.0;
 }
 
 }  // namespace seqscale::comm

@@ -8,12 +8,9 @@
 //   pattern of FastFold: one op launches, its partner waits, compute runs in between);
 //   the sync form is launch + wait.
 // - Every call counts its bytes in the CommStats of its group, in the nccl-tests "size"
-//   convention that CommOp::bytes uses (workloads/step_program.h):
-//     all_reduce, broadcast, send, recv : bytes of the buffer
-//     all_gather                        : bytes of the gathered output (n x input)
-//     reduce_scatter                    : bytes of the input (n x output)
-//     all_to_all(v)                     : bytes this rank sends in total
-//   so a StepProgram's comm_bytes(group) and stats(group).bytes compare exactly.
+//   convention that CommOp::bytes uses (workloads/collective_sizes.h: collective_size_bytes
+//   of the call's count; all_to_allv: what this rank sends in total), so a StepProgram's
+//   comm_bytes(group) and stats(group).bytes compare exactly.
 // - Errors name the collective, the group, the rank and the library's message
 //   (CommError); a collective that does not finish before the timeout is reported and the
 //   job aborted (or CommTimeout thrown when CommOptions::abort_on_timeout is false).
@@ -26,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include "workloads/collective_sizes.h"
 #include "workloads/dtype.h"
 #include "workloads/step_program.h"
 
@@ -35,7 +33,7 @@ enum class ReduceOp : std::uint8_t { kSum, kProd, kMax, kMin, kAvg };
 std::string_view reduce_op_name(ReduceOp op);
 bool parse_reduce_op(std::string_view name, ReduceOp* out);
 
-constexpr int kNumGroupKinds = 7;  // GroupKind values
+// kNumGroupKinds and kNumCollectives (workloads/step_program.h) size the per-group arrays.
 constexpr int group_index(GroupKind g) { return static_cast<int>(g); }
 
 // Exit status of a job aborted because a collective timed out.
@@ -53,8 +51,8 @@ class CommTimeout : public CommError {
 struct CommStats {
   std::int64_t calls = 0;
   std::int64_t bytes = 0;        // nccl-tests "size" summed over calls (CommOp::bytes)
-  std::int64_t wire_bytes = 0;   // bytes this rank put on the wire: size x busbw factor
-  std::array<std::int64_t, 6> bytes_by_collective{};  // indexed by Collective
+  std::int64_t wire_bytes = 0;   // bytes this rank put on the wire: size x busbw_factor (collective_sizes.h)
+  std::array<std::int64_t, kNumCollectives> bytes_by_collective{};  // indexed by Collective
 };
 
 struct CommOptions {
@@ -181,8 +179,5 @@ class Communicator {
 
 // Bytes one group sent between two snapshots (the strategy tests' measured side).
 std::int64_t bytes_since(const std::array<CommStats, kNumGroupKinds>& before, const Communicator& c, GroupKind g);
-
-// nccl-tests bus-bandwidth factor (ANCHORS section 4): busbw = algbw x factor.
-double busbw_factor(Collective c, int nranks);
 
 }  // namespace seqscale::comm

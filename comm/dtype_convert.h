@@ -3,12 +3,12 @@
 #pragma once
 #include <cstdint>
 
-#include "kernels/common/half.h"
+#include "common/half.h"
 #include "workloads/dtype.h"
 
 namespace seqscale::comm {
 
-// The conversions themselves are the suite's one copy (kernels/common/half.h).
+// The conversions themselves are the suite's one copy (common/half.h).
 using ::seqscale::bf16_to_float;
 using ::seqscale::float_to_bf16;
 using ::seqscale::fp16_to_float;

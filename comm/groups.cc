@@ -16,7 +16,7 @@ void require(bool ok, const std::string& field, const std::string& why) {
 
 RankLayout::RankLayout(ParallelDims d) : d_(d) {
   require(d.tp >= 1, "tp", "must be >= 1");
-  require(d.sp >= 1, "sp", "must be >= 1");
+  require(d.seq >= 1, "seq", "must be >= 1");
   require(d.dp >= 1, "dp", "must be >= 1");
   require(d.pp >= 1, "pp", "must be >= 1");
   require(d.ep >= 1 && d.dp % d.ep == 0, "ep", str_cat({"must divide dp (", std::to_string(d.dp), ")"}));
@@ -25,14 +25,14 @@ RankLayout::RankLayout(ParallelDims d) : d_(d) {
     require(d.gpus_per_node % d.tp == 0, "tp",
             str_cat({"must divide gpus_per_node (", std::to_string(d.gpus_per_node), ") so TP groups stay inside a node"}));
   }
-  grid_.size = {d.tp, d.sp, d.dp, d.pp};
+  grid_.size = {d.tp, d.seq, d.dp, d.pp};
   grid_.ep = d.ep;
   grid_.gpus_per_node = d.gpus_per_node;
 }
 
 RankLayout RankLayout::for_world(int world, ParallelDims d) {
-  const int other = d.tp * d.sp * d.pp;
-  require(other >= 1 && world % other == 0, "tp*sp*pp",
+  const int other = d.tp * d.seq * d.pp;
+  require(other >= 1 && world % other == 0, "tp*seq*pp",
           str_cat({"(", std::to_string(other), ") must divide the world size ", std::to_string(world)}));
   d.dp = world / other;
   if (d.ep > d.dp || d.dp % d.ep != 0) d.ep = d.dp;
@@ -44,7 +44,7 @@ RankCoord RankLayout::coord(int rank) const {
   return {static_cast<int>(c[0]), static_cast<int>(c[1]), static_cast<int>(c[2]), static_cast<int>(c[3])};
 }
 
-int RankLayout::rank_of(const RankCoord& c) const { return static_cast<int>(grid_.rank_of({c.tp, c.sp, c.dp, c.pp})); }
+int RankLayout::rank_of(const RankCoord& c) const { return static_cast<int>(grid_.rank_of({c.tp, c.seq, c.dp, c.pp})); }
 
 int RankLayout::group_size(GroupKind g) const { return static_cast<int>(seqscale::group_size(group_shape(grid_, g))); }
 
@@ -71,7 +71,7 @@ std::vector<std::vector<int>> RankLayout::all_groups(GroupKind g) const {
 bool RankLayout::crosses_nodes(GroupKind g) const { return place(grid_, g).crosses_nodes; }
 
 std::string RankLayout::describe() const {
-  return str_cat({"tp", std::to_string(d_.tp), " sp", std::to_string(d_.sp), " dp", std::to_string(d_.dp), " pp",
+  return str_cat({"tp", std::to_string(d_.tp), " seq", std::to_string(d_.seq), " dp", std::to_string(d_.dp), " pp",
                   std::to_string(d_.pp), " ep", std::to_string(d_.ep), " (", std::to_string(world_size()), " ranks)"});
 }
 
@@ -80,7 +80,7 @@ RankLayout layout_from_plan(const Plan& plan, int gpus_per_node) {
   require(plan.sp_degree > 0, "sp_degree", "must be derived first (check_plan)");
   const RankGrid g = rank_grid(plan, gpus_per_node);
   auto deg = [&](RankAxis a) { return static_cast<int>(g[a]); };
-  return RankLayout(ParallelDims{.tp = deg(RankAxis::kTensor), .sp = deg(RankAxis::kSequence), .dp = deg(RankAxis::kData),
+  return RankLayout(ParallelDims{.tp = deg(RankAxis::kTensor), .seq = deg(RankAxis::kSequence), .dp = deg(RankAxis::kData),
                                  .pp = deg(RankAxis::kPipeline), .ep = static_cast<int>(g.ep), .gpus_per_node = gpus_per_node});
 }
 

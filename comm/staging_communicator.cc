@@ -76,7 +76,7 @@ WorkPtr StagingCommunicator::iall_reduce(GroupKind g, const void* s, void* r, st
   void* dr = s == r ? ds : w->alloc(nbytes(n, t));
   w->inner = inner_.iall_reduce(g, ds, dr, n, t, op);
   w->stage_out(r, dr, nbytes(n, t));
-  count(g, Collective::kAllReduce, n * dtype_bytes(t));
+  count(g, Collective::kAllReduce, collective_size_bytes(Collective::kAllReduce, n, t, group_size(g)));
   return w;
 }
 
@@ -87,7 +87,7 @@ WorkPtr StagingCommunicator::iall_gather(GroupKind g, const void* s, void* r, st
   void* dr = w->alloc(nbytes(out, t));
   w->inner = inner_.iall_gather(g, ds, dr, n, t);
   w->stage_out(r, dr, nbytes(out, t));
-  count(g, Collective::kAllGather, out * dtype_bytes(t));
+  count(g, Collective::kAllGather, collective_size_bytes(Collective::kAllGather, n, t, group_size(g)));
   return w;
 }
 
@@ -99,7 +99,7 @@ WorkPtr StagingCommunicator::ireduce_scatter(GroupKind g, const void* s, void* r
   void* dr = w->alloc(nbytes(n, t));
   w->inner = inner_.ireduce_scatter(g, ds, dr, n, t, op);
   w->stage_out(r, dr, nbytes(n, t));
-  count(g, Collective::kReduceScatter, in * dtype_bytes(t));
+  count(g, Collective::kReduceScatter, collective_size_bytes(Collective::kReduceScatter, n, t, group_size(g)));
   return w;
 }
 
@@ -110,7 +110,7 @@ WorkPtr StagingCommunicator::iall_to_all(GroupKind g, const void* s, void* r, st
   void* dr = w->alloc(nbytes(total, t));
   w->inner = inner_.iall_to_all(g, ds, dr, n, t);
   w->stage_out(r, dr, nbytes(total, t));
-  count(g, Collective::kAllToAll, total * dtype_bytes(t));
+  count(g, Collective::kAllToAll, collective_size_bytes(Collective::kAllToAll, n, t, group_size(g)));
   return w;
 }
 
@@ -135,7 +135,7 @@ WorkPtr StagingCommunicator::ibroadcast(GroupKind g, void* buf, std::int64_t n, 
   void* d = w->stage_in(buf, nbytes(n, t));
   w->inner = inner_.ibroadcast(g, d, n, t, root);
   w->stage_out(buf, d, nbytes(n, t));
-  count(g, Collective::kBroadcast, n * dtype_bytes(t));
+  count(g, Collective::kBroadcast, collective_size_bytes(Collective::kBroadcast, n, t, group_size(g)));
   return w;
 }
 
@@ -143,7 +143,7 @@ WorkPtr StagingCommunicator::isend(GroupKind g, const void* buf, std::int64_t n,
   auto w = std::make_unique<StagedWork>(mem_);
   void* d = w->stage_in(buf, nbytes(n, t));
   w->inner = inner_.isend(g, d, n, t, peer, tag);
-  count(g, Collective::kSendRecv, n * dtype_bytes(t));
+  count(g, Collective::kSendRecv, collective_size_bytes(Collective::kSendRecv, n, t, group_size(g)));
   return w;
 }
 
@@ -152,7 +152,7 @@ WorkPtr StagingCommunicator::irecv(GroupKind g, void* buf, std::int64_t n, DType
   void* d = w->alloc(nbytes(n, t));
   w->inner = inner_.irecv(g, d, n, t, peer, tag);
   w->stage_out(buf, d, nbytes(n, t));
-  count(g, Collective::kSendRecv, n * dtype_bytes(t));
+  count(g, Collective::kSendRecv, collective_size_bytes(Collective::kSendRecv, n, t, group_size(g)));
   return w;
 }
 

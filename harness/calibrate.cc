@@ -105,6 +105,10 @@ CalibrationFit fit_calibration(const std::vector<ResultsFile>& results, const Cl
           leave_out(p, "a collective point without a busbw_GBps metric");
           continue;
         }
+        if (bus->second <= 0) {  // busbw_factor is 0 for one rank (workloads/collective_sizes.h)
+          leave_out(p, "a one-rank collective: nothing crosses a link, so busbw is 0");
+          continue;
+        }
         const bool ib = p.metrics.count("crosses_nodes") && p.metrics.at("crosses_nodes") > 0;
         const LinkTier tier = ib ? LinkTier::kIb : LinkTier::kNvlink;
         comm[std::string(tier_name(tier))][std::string(collective_name(*collective))].add(

@@ -18,14 +18,48 @@ std::optional<std::size_t> bisect_largest_feasible(
   const auto last = feasible(n - 1);
   if (!last) return std::nullopt;
   if (*last) return n - 1;
-  std::size_t lo = 0, hi = n - 1;  // invariant: lo feasible, hi infeasible
-  while (hi - lo > 1) {
+  return bisect_between(0, n - 1, feasible);
+}
+
+std::optional<std::size_t> bisect_between(std::size_t lo, std::size_t hi,
+                                          const std::function<std::optional<bool>(std::size_t)>& feasible) {
+  while (hi - lo > 1) {  // invariant: lo feasible, hi infeasible
     const std::size_t mid = lo + (hi - lo) / 2;
     const auto f = feasible(mid);
     if (!f) return lo;  // interrupted: the best proven so far
     (*f ? lo : hi) = mid;
   }
   return lo;
+}
+
+std::optional<std::size_t> search_largest_feasible_from(
+    std::size_t n, std::size_t hint, const std::function<std::optional<bool>(std::size_t)>& feasible) {
+  if (n == 0) return std::nullopt;
+  hint = std::min(hint, n - 1);
+  const auto at_hint = feasible(hint);
+  if (!at_hint) return std::nullopt;
+  if (*at_hint) {
+    // Gallop up from the hint (1, 2, 4, ... grid steps) until a probe fails or the grid ends.
+    std::size_t lo = hint;
+    for (std::size_t step = 1;; step *= 2) {
+      if (lo == n - 1) return lo;
+      const std::size_t next = std::min(n - 1, lo + step);
+      const auto f = feasible(next);
+      if (!f) return lo;
+      if (!*f) return bisect_between(lo, next, feasible);
+      lo = next;
+    }
+  }
+  // Gallop down from the hint until a probe fits or the grid's first value fails too.
+  std::size_t hi = hint;
+  for (std::size_t step = 1;; step *= 2) {
+    if (hi == 0) return std::nullopt;
+    const std::size_t next = hi > step ? hi - step : 0;
+    const auto f = feasible(next);
+    if (!f) return std::nullopt;
+    if (*f) return bisect_between(next, hi, feasible);
+    hi = next;
+  }
 }
 
 nlohmann::json to_json(const MeasuredMaxSeq& r) {
@@ -88,17 +122,21 @@ std::vector<MeasuredMaxSeq> measure_max_sequence(const Matrix& matrix, const Mea
       if (!ok && row.first_infeasible_reason.empty()) row.first_infeasible_reason = r.reason;
       return ok;
     };
-    if (auto best = bisect_largest_feasible(pts.size(), probe)) {
-      row.measured_max = pts[*best]->params[opt.axis].get<std::int64_t>();
-    }
+    // The model's answer first (pricing runs nothing): the hardware search starts there.
+    std::optional<std::size_t> predicted_index;
     if (opt.cluster) {
       auto predicted = [&](std::size_t i) -> std::optional<bool> {
         return price_point(*pts[i], *opt.cluster, opt.calibration).status == PointStatus::kOk;
       };
-      if (auto best = bisect_largest_feasible(pts.size(), predicted)) {
-        row.predicted_max = pts[*best]->params[opt.axis].get<std::int64_t>();
-      }
+      predicted_index = bisect_largest_feasible(pts.size(), predicted);
+      if (predicted_index) row.predicted_max = pts[*predicted_index]->params[opt.axis].get<std::int64_t>();
     }
+    // Measured: the largest grid value that ran while the next one was OOM, both probed on
+    // the hardware. Started at the prediction, the search costs two probes when the model
+    // is right and galloping plus bisection when it is not, so it can disagree at any size.
+    const auto best = predicted_index ? search_largest_feasible_from(pts.size(), *predicted_index, probe)
+                                      : bisect_largest_feasible(pts.size(), probe);
+    if (best) row.measured_max = pts[*best]->params[opt.axis].get<std::int64_t>();
     rows.push_back(std::move(row));
     if (stop_requested()) break;
   }

@@ -71,13 +71,17 @@ double Calibration::comm_efficiency(Collective c, LinkTier tier) const {
 // Defaults, used when no measured calibration is given. Each is a fraction of peak:
 //  gemm 0.80            ANCHORS.md s5: H100 bf16 GEMM measured 798 of 989 TFLOP/s (0.81);
 //                       A100 cuBLAS large bf16 GEMMs reach ~250 of 312 (0.80).
-//  attention_fused 0.25 of peak on the FLOPs the kernel executes (causal: half of s^2).
-//                       This is the one constant fitted to a published table: the DS4Sci
-//                       GPT-30B runs (A100, Megatron-DeepSpeed --use-flash-attn-triton, the
-//                       legacy Triton FlashAttention, head dim 96 padded to 128) give
+//  causal_attention 0.25 of peak on the FLOPs the kernel executes (half of s^2: masked
+//                       tiles skipped). This is the one constant fitted to a published
+//                       table: the DS4Sci GPT-30B runs (A100, Megatron-DeepSpeed
+//                       --use-flash-attn-triton, the legacy Triton FlashAttention, head dim
+//                       96 padded to 128) give
 //                       TFLOP/s from 2K to 128K whose *shape* fixes it (0.20-0.25 fit 7 of
 //                       7 points, 0.30 only 5). FlashAttention-2 on A100/H100 measures ~2x
 //                       higher: run `seqscale calibrate` for today's kernels.
+//  attention_fused 0.25 the Evoformer's gated, pair-biased fused kernel (DS4Sci
+//                       EvoformerAttention): not fitted, the causal kernel's value until
+//                       `seqscale calibrate` measures it.
 //  attention_naive 0.45 materialized QK^T / PV batched GEMMs are smaller and the softmax in
 //                       between is bandwidth-bound (bytes are priced separately).
 //  softmax, layernorm, elementwise 0.70 of HBM bandwidth: one-pass kernels (FastFold
@@ -94,9 +98,9 @@ Calibration default_calibration() {
   c.source = "default";
   c.default_compute_efficiency = 0.5;
   using namespace op_kind;
-  c.compute = {{kGemm, 0.80},         {kAttentionFused, 0.25}, {kAttentionNaive, 0.45},
-               {kSoftmax, 0.70},      {kLayernorm, 0.70},      {kElementwise, 0.70},
-               {kCrossEntropy, 0.60}, {kOptimizer, 0.60}};
+  c.compute = {{kGemm, 0.80},         {kCausalAttention, 0.25}, {kAttentionFused, 0.25},
+               {kAttentionNaive, 0.45}, {kSoftmax, 0.70},       {kLayernorm, 0.70},
+               {kElementwise, 0.70},  {kCrossEntropy, 0.60},    {kOptimizer, 0.60}};
   c.default_comm_efficiency = 0.70;
   c.comm["nvlink"] = {{"all_reduce", 0.77}, {"all_gather", 0.77}, {"reduce_scatter", 0.77},
                       {"all_to_all", 0.60}, {"broadcast", 0.75}, {"send_recv", 0.75}};

@@ -9,6 +9,7 @@
 #include "model/roofline.h"
 #include "model/transformer_program.h"
 #include "workloads/config_error.h"
+#include "workloads/op_kinds.h"
 #include "workloads/placement.h"
 
 namespace seqscale {
@@ -123,6 +124,7 @@ StepCommTime transformer_comm_time(const std::vector<CommOp>& ops, const Plan& p
 
 namespace {
 
+// `kernel` is an op kind (workloads/op_kinds.h): the name its calibrated efficiency is under.
 double op_time(const char* kernel, double flops, double bytes, DType dt, const ClusterSpec& c, const Calibration& cal) {
   return compute_time_s(KernelCost{flops, bytes, 0}, dt, c, cal.compute_efficiency(kernel));
 }
@@ -154,10 +156,10 @@ LayerCompute transformer_compute(const TransformerSpec& t, const ClusterSpec& c,
   const double attn_bytes = fused ? es * 4.0 * sbh / tu : es * 3.0 * a * s * s * b / tu;  // scores written, read by softmax
   const double softmax_bytes = fused ? 0.0 : es * 3.0 * a * s * s * b / tu;               // scale-mask-softmax + dropout
   const double elementwise_bytes = 30.0 * sbh / ss;                                       // LN, GeLU, dropout, residual
-  const double t_gemm = op_time("gemm", gemm_flops, gemm_bytes, dt, c, cal);
-  const double t_attn = op_time(fused ? "attention_fused" : "attention_naive", attn_flops, attn_bytes, dt, c, cal);
-  const double t_softmax = softmax_bytes > 0 ? op_time("softmax", 0, softmax_bytes, dt, c, cal) : 0.0;
-  const double t_elem = op_time("elementwise", 0, elementwise_bytes, dt, c, cal);
+  const double t_gemm = op_time(op_kind::kGemm, gemm_flops, gemm_bytes, dt, c, cal);
+  const double t_attn = op_time(fused ? op_kind::kCausalAttention : op_kind::kAttentionNaive, attn_flops, attn_bytes, dt, c, cal);
+  const double t_softmax = softmax_bytes > 0 ? op_time(op_kind::kSoftmax, 0, softmax_bytes, dt, c, cal) : 0.0;
+  const double t_elem = op_time(op_kind::kElementwise, 0, elementwise_bytes, dt, c, cal);
 
   LayerCompute lc;
   lc.t_fwd = t_gemm + t_attn + t_softmax + t_elem;
@@ -170,8 +172,8 @@ LayerCompute transformer_compute(const TransformerSpec& t, const ClusterSpec& c,
   }
   lc.flops = gemm_flops + attn_flops;
   lc.logit_flops = 2.0 * s * b * h * V / tu;
-  lc.t_logits = 3.0 * op_time("gemm", lc.logit_flops, es * (s * b * V / tu + V * h / tp), dt, c, cal) +
-                op_time("cross_entropy", 0, kLogitBytesPerElement * s * b * V / tu, dt, c, cal);
+  lc.t_logits = 3.0 * op_time(op_kind::kGemm, lc.logit_flops, es * (s * b * V / tu + V * h / tp), dt, c, cal) +
+                op_time(op_kind::kCrossEntropy, 0, kLogitBytesPerElement * s * b * V / tu, dt, c, cal);
   return lc;
 }
 
@@ -197,7 +199,7 @@ OptimizerTime optimizer_time(const TransformerSpec& t, const ClusterSpec& c, con
     o.optimizer = shard / c.host_adam_params_per_s;
     o.offload += (kGradBytes + kParamBytes) * shard / c.pcie_bytes_per_s;  // grads down, params up
   } else {
-    o.optimizer = op_time("optimizer", 0, 32.0 * shard, DType::kFp32, c, cal);
+    o.optimizer = op_time(op_kind::kOptimizer, 0, 32.0 * shard, DType::kFp32, c, cal);
   }
   if (p.offload_params()) {
     const double fetch = m * passes * kParamBytes * shard / c.pcie_bytes_per_s;
@@ -222,8 +224,8 @@ void transformer_time(const TransformerSpec& t, const ClusterSpec& c, const Plan
   // The per-layer, per-micro-batch terms the schedule below composes (every layer and
   // micro-batch issues the same ops, so the division is exact).
   const double per_layer_mb = m * layers_stage;
-  const double t_tp = comm.tp / per_layer_mb, t_uly = comm.seq / per_layer_mb, t_ep = comm.ep / per_layer_mb;
-  const double t_mb_first = layers_stage * (lc.t_layer + t_tp + t_uly + t_ep);
+  const double t_tp = comm.tp / per_layer_mb, t_seq = comm.seq / per_layer_mb, t_ep = comm.ep / per_layer_mb;
+  const double t_mb_first = layers_stage * (lc.t_layer + t_tp + t_seq + t_ep);
   const double t_mb_last = t_mb_first + lc.t_logits;
   const double t_mb_compute = layers_stage * lc.t_layer + lc.t_logits * (p.pp == 1 ? 1.0 : 0.0);
   const double t_mb = std::max(t_mb_first, t_mb_last);
@@ -232,9 +234,9 @@ void transformer_time(const TransformerSpec& t, const ClusterSpec& c, const Plan
 
   TimeBreakdown& tb = e.time;
   tb.compute = m * std::max(layers_stage * lc.t_layer + (p.pp == 1 ? lc.t_logits : 0.0),
-                            t_mb_last - layers_stage * (t_tp + t_uly + t_ep));
+                            t_mb_last - layers_stage * (t_tp + t_seq + t_ep));
   tb.tp_comm = m * layers_stage * t_tp;
-  tb.sp_comm = m * layers_stage * t_uly;
+  tb.seq_comm = m * layers_stage * t_seq;
   tb.ep_comm = m * layers_stage * t_ep;
   tb.pp_comm = m * t_p2p;
   // (p-1)/v micro-batch times (Narayanan et al. 2021).
@@ -244,7 +246,7 @@ void transformer_time(const TransformerSpec& t, const ClusterSpec& c, const Plan
   tb.zero3_comm = std::max(0.0, comm.zero3 - m * t_mb_compute);
   tb.optimizer = opt.optimizer;
   tb.offload = opt.offload;
-  tb.step = tb.compute + tb.tp_comm + tb.sp_comm + tb.ep_comm + tb.pp_comm + tb.bubble + tb.dp_comm + tb.zero3_comm + tb.optimizer + tb.offload;
+  tb.step = tb.compute + tb.tp_comm + tb.seq_comm + tb.ep_comm + tb.pp_comm + tb.bubble + tb.dp_comm + tb.zero3_comm + tb.optimizer + tb.offload;
 
   const double s = static_cast<double>(shape.seq), gb = static_cast<double>(e.shape.global_batch);
   const double n = static_cast<double>(e.gpus);
@@ -286,7 +288,7 @@ void evoformer_time(const EvoformerSpec& ev, const ClusterSpec& c, const Plan& p
   double dap_total = 0, dp_total = 0;
   for (const CommOp& op : evoformer_step_comm(ev, p, shape)) {
     const double t = price(op);
-    if (op.group == GroupKind::kDap) {
+    if (op.group == GroupKind::kSequence) {
       dap_total += (op.overlappable ? 0.5 : 1.0) * t;
     } else {
       dp_total += t;
@@ -296,11 +298,11 @@ void evoformer_time(const EvoformerSpec& ev, const ClusterSpec& c, const Plan& p
   const double blocks = static_cast<double>(ev.blocks), extra = static_cast<double>(ev.extra_blocks);
   const double m = static_cast<double>(micro_batches(p, shape));
   e.time.compute = m * (blocks * t_main + extra * t_extra);
-  e.time.sp_comm = dap_total;  // already per step: the ops repeat per block and micro-batch
+  e.time.seq_comm = dap_total;  // already per step: the ops repeat per block and micro-batch
   const double params = evoformer_params(ev);
   e.time.dp_comm = dp_total;
-  e.time.optimizer = op_time("optimizer", 0, 32.0 * params, DType::kFp32, c, cal);
-  e.time.step = e.time.compute + e.time.sp_comm + e.time.dp_comm + e.time.optimizer;
+  e.time.optimizer = op_time(op_kind::kOptimizer, 0, 32.0 * params, DType::kFp32, c, cal);
+  e.time.step = e.time.compute + e.time.seq_comm + e.time.dp_comm + e.time.optimizer;
   e.tokens_per_s = static_cast<double>(e.shape.global_batch) * n_res / e.time.step;
   e.tflops_per_gpu = 0;
   e.mfu = 0;
@@ -359,7 +361,7 @@ nlohmann::json to_json(const Estimate& e, const ModelSpec& model, const ClusterS
   const TimeBreakdown& t = e.time;
   j["time"] = {{"step_s", t.step},
                {"breakdown",
-                {{"compute", t.compute}, {"tp_comm", t.tp_comm}, {"seq_or_dap_comm", t.sp_comm}, {"ep_comm", t.ep_comm}, {"pp_comm", t.pp_comm},
+                {{"compute", t.compute}, {"tp_comm", t.tp_comm}, {"seq_comm", t.seq_comm}, {"ep_comm", t.ep_comm}, {"pp_comm", t.pp_comm},
                  {"pipeline_bubble", t.bubble}, {"dp_comm_exposed", t.dp_comm}, {"zero3_comm_exposed", t.zero3_comm},
                  {"optimizer", t.optimizer}, {"offload", t.offload}}}};
   nlohmann::json links = nlohmann::json::array();

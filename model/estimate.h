@@ -32,8 +32,9 @@
 namespace seqscale {
 
 struct TimeBreakdown {
-  // sp_comm: the sequence group's (Ulysses all-to-alls, LSS k/v gathers) or DAP's; ep_comm: MoE.
-  double compute = 0, tp_comm = 0, sp_comm = 0, ep_comm = 0, pp_comm = 0, dp_comm = 0, zero3_comm = 0;
+  // seq_comm: the sequence group's (kSequence: Ulysses all-to-alls, LSS k/v gathers, or an
+  // Evoformer's DAP collectives); ep_comm: MoE.
+  double compute = 0, tp_comm = 0, seq_comm = 0, ep_comm = 0, pp_comm = 0, dp_comm = 0, zero3_comm = 0;
   double bubble = 0, optimizer = 0, offload = 0, step = 0;
 };
 

@@ -20,20 +20,6 @@ double compute_time_s(const ComputeOp& op, const ClusterSpec& cluster, const Cal
   return compute_time_s(op.cost, op.dtype, cluster, cal.compute_efficiency(op.kernel, work));
 }
 
-double busbw_factor(Collective c, std::int64_t n) {
-  if (n <= 1) return 0.0;
-  const double dn = static_cast<double>(n);
-  switch (c) {
-    case Collective::kAllReduce: return 2.0 * (dn - 1) / dn;
-    case Collective::kAllGather:
-    case Collective::kReduceScatter:
-    case Collective::kAllToAll: return (dn - 1) / dn;
-    case Collective::kBroadcast:
-    case Collective::kSendRecv: return 1.0;
-  }
-  return 1.0;
-}
-
 double latency_steps(Collective c, std::int64_t n) {
   if (n <= 1) return 0.0;
   switch (c) {
@@ -42,7 +28,8 @@ double latency_steps(Collective c, std::int64_t n) {
     case Collective::kReduceScatter:
     case Collective::kAllToAll: return static_cast<double>(n - 1);
     case Collective::kBroadcast:
-    case Collective::kSendRecv: return 1.0;
+    case Collective::kSendRecv:
+    case Collective::kCount: break;
   }
   return 1.0;
 }

@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "model/calibration.h"
+#include "workloads/collective_sizes.h"
 #include "workloads/specs.h"
 #include "workloads/step_program.h"
 
@@ -22,9 +23,7 @@ double compute_time_s(const KernelCost& cost, DType dtype, const ClusterSpec& cl
 // Prices a ComputeOp with the calibrated efficiency of its kernel.
 double compute_time_s(const ComputeOp& op, const ClusterSpec& cluster, const Calibration& cal);
 
-// nccl-tests bus-bandwidth factor: 2(n-1)/n all-reduce, (n-1)/n all-gather, reduce-scatter
-// and all-to-all, 1 for broadcast and send/recv.
-double busbw_factor(Collective c, std::int64_t n);
+// busbw_factor(c, n), the nccl-tests bus-bandwidth factor, is workloads/collective_sizes.h's.
 // Latency steps of the ring algorithm: 2(n-1) all-reduce, n-1 gather/scatter/all-to-all, 1 otherwise.
 double latency_steps(Collective c, std::int64_t n);
 

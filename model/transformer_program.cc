@@ -2,7 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
+#include <variant>
+#include <vector>
 
+#include "layers/transformer_layer/transformer_layer_program.h"
 #include "model/comm_volume.h"
 #include "model/memory.h"
 #include "workloads/op_kinds.h"
@@ -12,6 +16,68 @@ namespace seqscale {
 namespace {
 
 std::int64_t to_bytes(double b) { return static_cast<std::int64_t>(std::llround(b)); }
+
+// One layer's ComputeOps on this rank, split into what a forward pass issues and what its
+// backward issues (with full or selective recompute, the recomputed forward first).
+struct LayerOps {
+  std::vector<ComputeOp> forward, backward;
+};
+
+// The closed form's layer as ops (estimate()'s GEMMs and s^2 attention term), `scale`
+// passes of it.
+std::vector<ComputeOp> closed_form_layer_pass(const TransformerSpec& t, const Plan& p, const RunShape& shape,
+                                              Phase phase, double scale) {
+  const double s = static_cast<double>(shape.seq), b = static_cast<double>(shape.micro_batch);
+  const double h = static_cast<double>(t.hidden), tu = static_cast<double>(p.tp) * p.seq_degree();
+  const bool fused = p.attn == AttentionImpl::kFused;
+  const double attn_flops = 4.0 * s * s * b * h / tu * (fused ? 0.5 : 1.0);
+  return {ComputeOp{op_kind::kGemm, {shape.seq, shape.micro_batch, t.hidden}, t.dtype,
+                    KernelCost{scale * layer_gemm_flops(t, p, shape), 0, 0}, phase, -1},
+          ComputeOp{fused ? op_kind::kCausalAttention : op_kind::kAttentionNaive, {shape.seq, t.heads}, t.dtype,
+                    KernelCost{scale * attn_flops, 0, 0}, phase, -1}};
+}
+
+// Plans the definition runs (tp, Megatron-SP, Ulysses; dense layers): the recorded layer
+// program. LSS (the segment's attention over gathered keys), MoE layers (experts over E*C
+// token slots) and KV heads replicated over tp (kv_heads < tp, which the plan allows and
+// the definition's shard does not) are not in the definition yet: their layer is the closed
+// form's GEMM and attention ops (layer_gemm_flops and the s^2 term), forward once, backward
+// twice, and the forward again under full recompute.
+bool definition_runs(const TransformerSpec& t, const Plan& p) {
+  const std::int64_t kv = t.kv_heads > 0 ? t.kv_heads : t.heads, shards = static_cast<std::int64_t>(p.tp) * p.ulysses();
+  return p.sp != SeqParallel::kLss && !t.is_moe() && t.heads % shards == 0 && kv % shards == 0 &&
+         t.ffn_hidden % p.tp == 0;
+}
+
+LayerOps layer_ops(const TransformerSpec& t, const Plan& p, const RunShape& shape) {
+  LayerOps out;
+  if (!definition_runs(t, p)) {
+    out.forward = closed_form_layer_pass(t, p, shape, Phase::kForward, 1.0);
+    if (p.recompute == Recompute::kFull) out.backward = closed_form_layer_pass(t, p, shape, Phase::kRecompute, 1.0);
+    for (ComputeOp& op : closed_form_layer_pass(t, p, shape, Phase::kBackward, 2.0)) out.backward.push_back(op);
+    return out;
+  }
+  const TransformerLayerDims d = TransformerLayerDims::from(t, p, shape.seq, shape.micro_batch);
+  const StepProgram layer = build_transformer_layer_program(d, p.mask, t.dtype);
+  // The layer's ops start after the step's own tensors (x, the mask and its fill, dy, and
+  // last dx): the step-level mask is built once a step, not once a layer. The layer's memory
+  // events are the closed form's below, its CommOps transformer_step_comm's.
+  bool in_layer = false;
+  for (const StepOp& op : layer.ops) {
+    if (const auto* e = std::get_if<MemoryEvent>(&op); e && e->tag == "d_layer_in") in_layer = true;
+    const auto* c = std::get_if<ComputeOp>(&op);
+    if (!c || !in_layer) continue;
+    (c->phase == Phase::kForward ? out.forward : out.backward).push_back(*c);
+  }
+  return out;
+}
+
+void add_layer_ops(StepProgram& prog, const std::vector<ComputeOp>& ops, std::int32_t layer) {
+  for (ComputeOp op : ops) {
+    op.layer = layer;
+    prog.add(std::move(op));
+  }
+}
 
 }  // namespace
 
@@ -74,26 +140,39 @@ StepProgram build_transformer_program(const TransformerSpec& t, const Plan& p, c
   const std::int64_t per_chunk = to_bytes(in_flight_total / static_cast<double>(chunks));
   const std::int64_t remainder = to_bytes(in_flight_total) - per_chunk * chunks;
 
-  // Forward: every layer of every micro-batch in flight stores its activations.
-  const double gemm_flops = layer_gemm_flops(t, p, shape);
-  const double attn_flops = 4.0 * s * s * b * h / tu * (p.attn == AttentionImpl::kFused ? 0.5 : 1.0);
-  const double passes = p.recompute == Recompute::kFull ? 4.0 : 3.0;
+  // Compute: the layer as the definition runs it (layers/transformer_layer/
+  // transformer_layer_def.h recorded: every GEMM, norm, causal or materialized attention
+  // op, softmax and elementwise op of this rank's shard), forward for every layer of every
+  // micro-batch, then the backward (recompute first, as the definition orders it).
+  const LayerOps layer = layer_ops(t, p, shape);
   for (std::int64_t c = 0; c < chunks; ++c) {
     prog.alloc(MemoryKind::kActivations, per_chunk + (c == 0 ? remainder : 0), "layer_activations");
   }
   for (std::int64_t mb_i = 0; mb_i < m; ++mb_i) {
-    for (std::int64_t l = 0; l < layers_stage; ++l) {
-      for (double pass = 0; pass < passes; pass += 1.0) {
-        ComputeOp g{op_kind::kGemm, {shape.seq, shape.micro_batch, t.hidden}, t.dtype, KernelCost{gemm_flops, 0, 0},
-                    pass < 1 ? Phase::kForward : (pass < 3 ? Phase::kBackward : Phase::kRecompute), static_cast<std::int32_t>(l)};
-        prog.add(g);
-        ComputeOp a{p.attn == AttentionImpl::kFused ? op_kind::kAttentionFused : op_kind::kAttentionNaive, {shape.seq, t.heads},
-                    t.dtype, KernelCost{attn_flops, 0, 0}, g.phase, static_cast<std::int32_t>(l)};
-        prog.add(a);
+    for (std::int64_t l = 0; l < layers_stage; ++l) add_layer_ops(prog, layer.forward, static_cast<std::int32_t>(l));
+  }
+  // The loss on the last stage of a one-stage program (estimate() prices the same ops):
+  // Megatron's vocab-parallel output GEMM, forward and its two backward GEMMs, and the
+  // cross-entropy over the whole sequence's logits (18 B a logit, kLogitBytesPerElement).
+  // The definition's chunked loss (transformer_stack_def.h) is not what the closed form
+  // prices (layers/transformer_layer/README.md NOTE 5).
+  if (last && p.pp == 1) {
+    const double logits = s * b * V / tu, logit_flops = 2.0 * s * b * h * V / tu;
+    const double logit_gemm_bytes = static_cast<double>(dtype_bytes(t.dtype)) * (logits + V * h / p.tp);
+    for (Phase phase : {Phase::kForward, Phase::kBackward, Phase::kBackward}) {
+      for (std::int64_t mb_i = 0; mb_i < m; ++mb_i) {
+        prog.add(ComputeOp{op_kind::kGemm, {shape.seq, t.vocab}, t.dtype, KernelCost{logit_flops, logit_gemm_bytes, 0},
+                           phase, -1});
       }
     }
-    if (last && p.pp == 1) {
-      prog.add(ComputeOp{op_kind::kGemm, {shape.seq, t.vocab}, t.dtype, KernelCost{3.0 * 2.0 * s * b * h * V / tu, 0, 0}, Phase::kForward, -1});
+    for (std::int64_t mb_i = 0; mb_i < m; ++mb_i) {
+      prog.add(ComputeOp{op_kind::kCrossEntropy, {shape.seq, t.vocab}, t.dtype,
+                         KernelCost{0, kLogitBytesPerElement * logits, 0}, Phase::kForward, -1});
+    }
+  }
+  for (std::int64_t mb_i = 0; mb_i < m; ++mb_i) {
+    for (std::int64_t l = layers_stage - 1; l >= 0; --l) {
+      add_layer_ops(prog, layer.backward, static_cast<std::int32_t>(l));
     }
   }
   // The step's collectives (model/comm_volume.h, the ops estimate() prices), after the

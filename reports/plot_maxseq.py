@@ -1,11 +1,12 @@
-"""Max sequence vs GPU count (the DeepSpeed4Science Figure 9 view).
+"""Max sequence vs GPU count (the DeepSpeed4Science Figure 9 view), and the measured maximum.
 
 One panel per model: the cost model's longest sequence that fits per framework preset
 (`seqscale maxseq --json` files; where a preset has none, the predictions `seqscale validate`
 makes for the published configurations, dashed), with the published points overlaid as stars
 and the model's error written beside each one (red when a claimed row is outside its
 tolerance, grey when the row is not claimed). A GPU count where nothing fits is a gap in the
-line and a note, never a zero on the log axis.
+line and a note, never a zero on the log axis. Below it, the hardware bisection's rows
+(`seqscale bench --maxseq`, measured_max_seq.json) with the model's answer for the same grid.
 """
 import collections
 import re
@@ -132,4 +133,25 @@ def section(ctx):
                 for p in sorted(published, key=lambda p: (p["model"], p["preset"], p["gpus"]))]
         blocks.append(doc.Para("Published points (`seqscale validate`, DGX A100-40GB), in K tokens:"))
         blocks.append(doc.Table(["model", "preset", "GPUs", "published", "predicted", "error", "status", "note"], rows))
+    blocks += _measured_blocks(ctx.measured_max_seq)
     return blocks
+
+
+def _measured_blocks(rows):
+    """The hardware bisection (`seqscale bench --maxseq`, measured_max_seq.json) beside the
+    model's answer for the same grid; a missing value is said, never drawn as 0."""
+    if not rows:
+        return []
+    table = []
+    for r in rows:
+        group = ", ".join(f"{k}={v}" for k, v in sorted((r.get("group") or {}).items()))
+        m, p = r["measured_max"], r["predicted_max"]
+        err = fmt_pct((p - m) / m) if isinstance(m, int) and isinstance(p, int) and m > 0 else ""
+        table.append([r["bench"], r["backend"], r["axis"], group, f"{m:,}" if isinstance(m, int) else "none fits",
+                      f"{p:,}" if isinstance(p, int) else "-", err, r.get("first_infeasible_reason", "")])
+    return [doc.Heading(3, "Measured max sequence (bisection on the hardware)"),
+            doc.Para("`seqscale bench --maxseq AXIS` (measured_max_seq.json): the largest value of the axis that "
+                     "ran, and the model's answer for the same grid (with `--cluster`; '-': not priced, or "
+                     "nothing fits in the model)."),
+            doc.Table(["bench", "backend", "axis", "other parameters", "measured", "predicted", "error",
+                       "first infeasible"], table)]

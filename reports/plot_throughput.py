@@ -1,7 +1,7 @@
 """Throughput (tokens/s) and TFLOP/s per GPU of training steps, vs sequence length and vs GPU
 count with the scaling efficiency.
 
-Data: `steps` points (transformer_step: params model, plan, gpus, seq, micro_batch; metric
+Data: `steps` points (transformer_layer, transformer_stack: params model, plan, seq, micro_batch; metric
 tokens_per_step, the tokens one data-parallel replica processes per step), measured solid and
 priced (`source: model`) dashed, plus the fastest plan per GPU count of `seqscale maxseq
 --at-seq` files. Tokens/s = tokens_per_step x dp / median step time; TFLOP/s per GPU is the

@@ -46,6 +46,8 @@ def parse_args(argv):
     ap.add_argument("--out", required=True, help="report folder")
     ap.add_argument("--data", help="folder seqscale report prepared (anchors, memory sweeps, clusters, meta)")
     ap.add_argument("--scaling", action="append", default=[], help="seqscale maxseq --json file")
+    ap.add_argument("--measured-max-seq", action="append", default=[],
+                    help="measured_max_seq.json of seqscale bench --maxseq (the hardware bisection)")
     ap.add_argument("results", nargs="*", help="results.json files")
     return ap.parse_args(argv)
 
@@ -55,7 +57,9 @@ def header_blocks(ctx):
     blocks = [doc.Heading(1, "seqscale report")]
     items = [f"results: {len(ctx.runs)} file(s), {sum(len(r.points) for r in ctx.runs)} points"]
     if ctx.scaling:
-        items.append(f"max-sequence files: {len(sorted({e['_file'] for e in ctx.scaling}))}")
+        items.append(f"max-sequence files (cost model): {len(sorted({e['_file'] for e in ctx.scaling}))}")
+    if ctx.measured_max_seq:
+        items.append(f"measured max-sequence files: {len(sorted({e['_file'] for e in ctx.measured_max_seq}))}")
     items.append(f"memory sweeps (cost model): {len(ctx.sweeps)}")
     items.append(f"published anchors (seqscale validate): {len(ctx.anchors)}")
     if ctx.meta:
@@ -81,7 +85,7 @@ def main(argv):
         return 2
     os.makedirs(args.out, exist_ok=True)
     try:
-        ctx = load_context(args.out, args.results, args.scaling, args.data)
+        ctx = load_context(args.out, args.results, args.scaling, args.data, args.measured_max_seq)
     except InputError as e:
         print(f"report.py: {e}", file=sys.stderr)
         return 2

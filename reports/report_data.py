@@ -1,4 +1,5 @@
-"""What the report reads: results files (schema seqscale.results/1), the maxseq files, and the
+"""What the report reads: results files (schema seqscale.results/1), the maxseq files (the
+model's search) and measured_max_seq files (the hardware bisection), and the
 data seqscale report prepared in DIR/data (published anchors, memory sweeps, cluster peaks,
 commit and date). Plain dicts in, small helpers out; nothing here draws.
 """
@@ -44,11 +45,12 @@ class Context:
     """Everything a figure may draw from, and where it writes."""
     out_dir: str
     runs: list
-    scaling: list       # seqscale maxseq --json entries, each with "_file"
+    scaling: list       # seqscale maxseq --json entries (the model's search), each with "_file"
     anchors: list       # seqscale validate --json rows
     sweeps: list        # memory sweeps priced by seqscale report
     clusters: list      # cluster files' peaks
     meta: dict          # commit and date of the report itself
+    measured_max_seq: list = dataclasses.field(default_factory=list)  # bench --maxseq rows, each with "_file"
 
     def points(self, suite=None, status=None, source=None):
         """Every point of every run, filtered by suite, status and source."""
@@ -163,7 +165,24 @@ def load_scaling(paths):
     return entries
 
 
-def load_context(out_dir, results, scaling, data_dir):
+def load_measured_max_seq(paths):
+    """Rows of `seqscale bench --maxseq` (DIR/measured_max_seq.json, results/SCHEMA.md): the
+    hardware bisection, each row with measured_max and predicted_max (null: none fits, or no
+    --cluster to predict with)."""
+    rows = []
+    for path in paths:
+        doc = read_json(path, "measured max-sequence file")
+        if not isinstance(doc, list):
+            raise InputError(f"{path}: expected the JSON array of seqscale bench --maxseq (measured_max_seq.json)")
+        for i, r in enumerate(doc):
+            for field in ("bench", "backend", "axis", "measured_max", "predicted_max"):
+                if not isinstance(r, dict) or field not in r:
+                    raise InputError(f"{path}: row {i}: missing field '{field}'")
+        rows += [dict(r, _file=path) for r in doc]
+    return rows
+
+
+def load_context(out_dir, results, scaling, data_dir, measured_max_seq=()):
     """Reads every input. data_dir may be None (report.py run by hand): figures that need
     what seqscale report prepares then say it is missing."""
     def data(name, default):
@@ -175,7 +194,8 @@ def load_context(out_dir, results, scaling, data_dir):
                    anchors=data("validate.json", []),
                    sweeps=data("memory_sweeps.json", []),
                    clusters=data("clusters.json", []),
-                   meta=data("meta.json", {}))
+                   meta=data("meta.json", {}),
+                   measured_max_seq=load_measured_max_seq(measured_max_seq))
 
 
 # ---- point helpers -------------------------------------------------------------------------

@@ -37,10 +37,10 @@ declare -A WHAT=(
   [facts]="nvidia-smi, seqscale info --json (stderr apart), ldd of every binary; stop if no device or a library is missing"
   [tests]="GPU tests only, SEQSCALE_GPU_REQUIRED=1, SEQSCALE_COMM_TIMEOUT_S=20: kernels_tests '*Gpu*' (60 s), comm_tests 'NcclGpu*:CudaStrategyMath*' (40 s), harness_tests '*Gpu*' (10 s); rc, skips, seqscale-tests line"
   [memcheck]="compute-sanitizer memcheck on the attention GPU tests: tensor-core first (25 s), then SIMT and naive; 'Device not supported' -> go on"
-  [checks]="bench --check-only on every CUDA kernel point: evoformer (priority order), ceilings, softmax, layernorm"
+  [checks]="bench --check-only on every CUDA kernel point: evoformer (priority order), ceilings, softmax, layernorm; the GPT layer and stack at tiny-gpt (transformer)"
   [ceilings]="ceilings matrix: gemm bf16 and copy (--no-check: checked in 'checks')"
-  [evoformer]="evoformer matrix, priority order: fwd naive vs fused at the training shapes, kernel=simt vs tc, Evoformer block naive vs fused (time, peak), fwd+bwd at the training shapes, then the rest"
-  [peers]="PyTorch peers (SDPA, eager, block) at the evoformer points above, then the ceilings; results written per point"
+  [evoformer]="evoformer matrix, priority order: fwd naive vs fused at the training shapes, kernel=simt vs tc, Evoformer block naive vs fused (time, peak), fwd+bwd at the training shapes; then GenSLM's GPT layer (transformer matrix: fused by recompute mode, materialized, s 2K and 8K); then the rest of the evoformer matrix"
+  [peers]="PyTorch peers (SDPA, eager, block) at the evoformer points above, then the ceilings, then the GPT layer (eager, SDPA is_causal) at the transformer points above; results written per point"
   [predictions]="the model's numbers for the same points (bench --source model --cluster h200|h100; CPU only)"
 )
 # Old stage names (earlier README): 'matrices' meant the measured matrices.
@@ -65,6 +65,14 @@ EVO_FILTERS=(
 CEIL_FILTER='gemm/cuda/.*dtype=bf16|copy/cuda/'
 # The peers run at the goal points (not the rest of the matrix), then the ceilings.
 PEER_EVO_FILTERS=("${EVO_FILTERS[@]:0:4}")
+# GenSLM's GPT layer (genslm-25b: hidden 6144, 64 heads of 96) at 2K and 8K tokens: the
+# fused path in each recompute mode and the materialized baseline, timed in the evoformer
+# stage after its goal points (a stage cut off resumes them next call); the PyTorch peers
+# (eager, SDPA) at the same shapes. The rest of workloads/matrices/transformer.json (32K,
+# head size 128, the stack) is for longer sessions: bench --matrix transformer --filter /cuda/.
+TRANSFORMER_FILTER='transformer_layer/cuda/model=genslm-25b,plan=attn=(fused,recompute=(none|selective|full)|materialized,recompute=none,mask=bool),seq=(2048|8192)$'
+TRANSFORMER_CHECK_FILTER='transformer_(layer|stack)/cuda/.*model=tiny-gpt'
+
 
 # SEQSCALE_GPU_LIMITS="evoformer=300 peers=120" gives a stage more (or less) time, e.g. in
 # a second call that only resumes the matrices.
@@ -343,7 +351,7 @@ stage_memcheck() {
 stage_checks() {
   local dir="$SS_RES/checks" rc=0 r m
   if [ "$SS_DRY" = 1 ]; then
-    say "no device (dry run): would check $(dry_counts evoformer "${EVO_FILTERS[@]}"), $(dry_counts ceilings /cuda/), $(dry_counts softmax /cuda/), $(dry_counts layernorm /cuda/) points"
+    say "no device (dry run): would check $(dry_counts evoformer "${EVO_FILTERS[@]}"), $(dry_counts ceilings /cuda/), $(dry_counts softmax /cuda/), $(dry_counts layernorm /cuda/), $(dry_counts transformer "$TRANSFORMER_CHECK_FILTER") points"
     return 0
   fi
   local f
@@ -357,7 +365,11 @@ stage_checks() {
       [ "$r" = 124 ] && { rc=124; break; }
     done
   fi
-  for m in evoformer ceilings softmax layernorm; do
+  if [ "$rc" = 0 ]; then
+    bench_run "$dir/transformer" transformer "$TRANSFORMER_CHECK_FILTER" --check-only; r=$?
+    [ "$r" = 124 ] && rc=124
+  fi
+  for m in evoformer ceilings softmax layernorm transformer; do
     [ -d "$dir/$m" ] && summarize "$dir/$m" "checks $m"
   done
   return "$rc"
@@ -381,23 +393,30 @@ stage_ceilings() {
 
 stage_evoformer() {
   if [ "$SS_DRY" = 1 ]; then
-    say "no device (dry run): would time $(dry_counts evoformer "${EVO_FILTERS[@]}") points, in that order"
+    say "no device (dry run): would time $(dry_counts evoformer "${EVO_FILTERS[@]}") points, in that order, the goal filters then $(dry_counts transformer "$TRANSFORMER_FILTER") points before the rest"
     return 0
   fi
-  local f rc=0
+  local f rc=0 i=0
   for f in "${EVO_FILTERS[@]}"; do
+    # After the Evoformer's four goal filters: GenSLM's layer, then the rest of the matrix.
+    if [ "$i" = 4 ]; then
+      bench_run "$SS_RES/transformer" transformer "$TRANSFORMER_FILTER" "${TIMED_ARGS[@]}" || { rc=$?; break; }
+    fi
+    i=$((i + 1))
     bench_run "$SS_RES/evoformer" evoformer "$f" "${TIMED_ARGS[@]}" || { rc=$?; break; }
   done
   summarize "$SS_RES/evoformer" evoformer --pairs
+  [ -d "$SS_RES/transformer" ] && summarize "$SS_RES/transformer" transformer
   return "$rc"
 }
 
 stage_peers() {
   if [ "$SS_DRY" = 1 ]; then
-    local e c
+    local e c t
     e=$(SEQSCALE_PEERS_DRY_RUN=1 bash "$root/scripts/peers.sh" "$SS_WORK/dry/peers" evoformer "${PEER_EVO_FILTERS[@]}" 2>/dev/null | grep -c /cuda/)
     c=$(SEQSCALE_PEERS_DRY_RUN=1 bash "$root/scripts/peers.sh" "$SS_WORK/dry/peers" ceilings "$CEIL_FILTER" 2>/dev/null | grep -c /cuda/)
-    say "no device (dry run): would run $e evoformer and $c ceilings peer points"
+    t=$(SEQSCALE_PEERS_DRY_RUN=1 bash "$root/scripts/peers.sh" "$SS_WORK/dry/peers" transformer "$TRANSFORMER_FILTER" 2>/dev/null | grep -c /cuda/)
+    say "no device (dry run): would run $e evoformer, $c ceilings and $t transformer peer points"
     return 0
   fi
   if ! command -v python3 >/dev/null; then
@@ -405,7 +424,7 @@ stage_peers() {
     return 0
   fi
   local log="$SS_WORK/logs/peers.log" rc=0 r m
-  local -a runs=("evoformer" "ceilings")
+  local -a runs=("evoformer" "ceilings" "transformer")
   # PyTorch finds its own CUDA libraries (the wheels' RUNPATH); the toolkit folders put
   # first in LD_LIBRARY_PATH for seqscale would take precedence: give it the machine's own.
   local -a penv=(env -u LD_LIBRARY_PATH)
@@ -413,6 +432,7 @@ stage_peers() {
   for m in "${runs[@]}"; do
     local -a filters=("$CEIL_FILTER")
     [ "$m" = evoformer ] && filters=("${PEER_EVO_FILTERS[@]}")
+    [ "$m" = transformer ] && filters=("$TRANSFORMER_FILTER")
     echo "## $(date -u +%FT%TZ) peers $m" >> "$log"
     limited 600 "${penv[@]}" bash "$root/scripts/peers.sh" "$SS_RES/peers" "$m" "${filters[@]}" >> "$log" 2>&1
     r=$?

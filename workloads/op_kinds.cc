@@ -14,6 +14,9 @@ constexpr auto kOpKinds = std::to_array<OpKind>({
     {kAttentionFused, kAttentionFused},
     {kAttentionFusedFwd, kAttentionFused},
     {kAttentionFusedBwd, kAttentionFused},
+    {kCausalAttention, kCausalAttention},
+    {kCausalAttentionFwd, kCausalAttention},
+    {kCausalAttentionBwd, kCausalAttention},
     {kAttentionNaive, kAttentionNaive},
     {kAttentionNaiveFwd, kAttentionNaive},
     {kAttentionNaiveBwd, kAttentionNaive},
@@ -38,12 +41,12 @@ struct BenchOpKind {
 // model prices their kernel as. Their names stay: a point id (suite/bench/backend/axes)
 // is the key `seqscale gate` compares runs by.
 constexpr auto kRenamedBenches = std::to_array<BenchOpKind>({
-    // Fused attention: the Evoformer's (gated, pair bias) and the GPT layer's (causal). A
-    // "fwdbwd" benchmark times the forward and the backward together: the family.
+    // Fused attention: the Evoformer's (gated, pair bias). A "fwdbwd" benchmark times the
+    // forward and the backward together: the family.
     {"evoformer_attn_fused_fwd", kAttentionFusedFwd},
     {"evoformer_attn_fused_fwdbwd", kAttentionFused},
-    {"causal_attention_fwd", kAttentionFusedFwd},
-    {"causal_attention_fwdbwd", kAttentionFused},
+    // The GPT layer's causal attention ("causal_attention_fwd" is its op kind's own name).
+    {"causal_attention_fwdbwd", kCausalAttention},
     // Materialized attention; the CPU reference computes the same (calibrate refuses CPU
     // results; `bench --source model` prices its points as that op).
     {"evoformer_attn_naive_fwd", kAttentionNaiveFwd},
@@ -72,7 +75,6 @@ struct BenchWithoutOpKind {
 constexpr auto kBenchesWithoutOpKind = std::to_array<BenchWithoutOpKind>({
     {"copy", "the device's copy bandwidth: the ceiling efficiencies are read against, not an op the model prices"},
     {"evoformer_block", "a whole Evoformer block: the model prices it op by op from its program"},
-    {"transformer_step", "a whole transformer step: the model prices it op by op"},
     {"transformer_layer", "a whole GPT layer (forward and backward): the model prices it op by op from its program"},
     {"transformer_stack", "a whole GPT training step: the model prices it op by op from its program"},
     {"cross_entropy_fwd", "the fused vocabulary head (logits GEMM and cross-entropy): the model prices gemm and cross_entropy"},

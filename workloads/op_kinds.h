@@ -5,7 +5,7 @@
 //
 // A name is <family> or <family>_<pass> (pass: fwd, bwd):
 //   - the model names the pass where the two passes are different kernels (the Evoformer
-//     block's attention and LayerNorm);
+//     block's attention and LayerNorm, the GPT layer's recorded causal attention);
 //   - it names the family where one efficiency serves both passes (gemm, elementwise) or
 //     where a closed form prices the backward from the forward (the transformer's
 //     attention and softmax).
@@ -16,7 +16,8 @@
 //   - a benchmark named after an op kind measures that op kind ("gemm", "layernorm_fwd");
 //   - a benchmark named after a collective (collective_name()) measures that collective;
 //   - the few named otherwise are mapped in op_kinds.cc, one line each with what their
-//     timing covers ("evoformer_attn_fused_fwd" measures attention_fused_fwd);
+//     timing covers ("evoformer_attn_fused_fwd" measures attention_fused_fwd,
+//     "causal_attention_fwdbwd" the family causal_attention);
 //   - the ones that time no single op (a whole step, the copy ceiling) are listed there
 //     too, with the reason. Every registered benchmark is one of these four
 //     (tests/harness/calibrate_test.cpp checks it).
@@ -34,9 +35,15 @@ namespace seqscale {
 // The op kinds. char arrays, so that a name passes as `const char*` and `std::string_view`.
 namespace op_kind {
 inline constexpr char kGemm[] = "gemm";                           // dense (batched) matmul, either pass
-inline constexpr char kAttentionFused[] = "attention_fused";      // one kernel, logits never in HBM
+inline constexpr char kAttentionFused[] = "attention_fused";      // the Evoformer's: one kernel, logits never in HBM
 inline constexpr char kAttentionFusedFwd[] = "attention_fused_fwd";
 inline constexpr char kAttentionFusedBwd[] = "attention_fused_bwd";
+// The GPT layer's causal self-attention (kernels/causal_attention: FlashAttention-2 style,
+// masked tiles skipped, the s^2 work halved), apart from the Evoformer's gated pair-biased
+// attention_fused: a different kernel, head sizes and shapes, so its own efficiency.
+inline constexpr char kCausalAttention[] = "causal_attention";
+inline constexpr char kCausalAttentionFwd[] = "causal_attention_fwd";
+inline constexpr char kCausalAttentionBwd[] = "causal_attention_bwd";
 inline constexpr char kAttentionNaive[] = "attention_naive";      // QK^T, softmax, PV: logits in HBM
 inline constexpr char kAttentionNaiveFwd[] = "attention_naive_fwd";
 inline constexpr char kAttentionNaiveBwd[] = "attention_naive_bwd";

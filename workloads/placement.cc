@@ -83,14 +83,14 @@ GroupShape group_shape(const RankGrid& grid, GroupKind g) {
   auto whole = [&](RankAxis a) { s[idx(a)] = {grid[a], 1}; };
   switch (g) {
     case GroupKind::kTensor: whole(RankAxis::kTensor); break;
-    case GroupKind::kSequence:
-    case GroupKind::kDap: whole(RankAxis::kSequence); break;
+    case GroupKind::kSequence: whole(RankAxis::kSequence); break;
     case GroupKind::kData: whole(RankAxis::kData); break;
     case GroupKind::kExpert: s[idx(RankAxis::kData)] = {grid.ep, 1}; break;
     case GroupKind::kPipeline: whole(RankAxis::kPipeline); break;
     case GroupKind::kWorld:
       for (int a = 0; a < kRankAxes; ++a) whole(static_cast<RankAxis>(a));
       break;
+    case GroupKind::kCount: break;
   }
   return s;
 }

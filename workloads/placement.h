@@ -44,8 +44,9 @@ struct RankGrid {
   std::int64_t rank_of(const RankCoords& c) const;
 };
 
-// The grid of a derived plan (dp filled in, e.g. by check_plan): the sequence axis is the
-// Ulysses or LSS degree times the DAP degree; Megatron-SP runs on the TP ranks.
+// The grid of a derived plan (dp filled in, e.g. by check_plan): the sequence axis is
+// plan.seq_degree() (Ulysses or LSS) times plan.dap; a plan uses at most one of them (check_plan),
+// and Megatron-SP runs on the TP ranks.
 RankGrid rank_grid(const Plan& plan, std::int64_t gpus_per_node);
 
 // A group: the ranks whose coordinates differ only along its spans. Along one axis it takes
@@ -57,7 +58,7 @@ struct AxisSpan {
 };
 using GroupShape = std::array<AxisSpan, kRankAxes>;  // indexed by RankAxis
 
-// The layout's group of each kind (kSequence and kDap are the same axis; kWorld all ranks).
+// The layout's group of each kind (kSequence: the whole sequence axis; kWorld: all ranks).
 GroupShape group_shape(const RankGrid& grid, GroupKind g);
 std::int64_t group_size(const GroupShape& shape);
 // The members of `rank`'s group, ascending (the group rank is the index).

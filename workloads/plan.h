@@ -22,6 +22,29 @@
 // layer runs on a 1/sp_degree segment of the sequence with replicated weights; k and v
 // are all-gathered for attention and the weights' gradients averaged over the segments,
 // then over dp ("double gradient averaging"), so model states are not sharded over them.
+//
+// Sequence-parallel names: one meaning each, everywhere (comm/, model/, harness/, results).
+//   sp= key, Plan::sp, SeqParallel,   the sequence-parallel METHOD: none, megatron,
+//     sp_name(), search's Preset::sp    ulysses or lss
+//   sp_degree= key, Plan::sp_degree   the Ulysses or LSS degree (a plan key; megatron
+//                                     has none: it shards the sequence over the tp ranks)
+//   Plan::ulysses(), Plan::lss()      sp_degree when that method is chosen, else 1
+//   Plan::seq_degree()                ulysses() x lss(): the ranks a layer's sequence is
+//                                     split over outside tensor-parallel regions
+//   Plan::seq_shards()                seq_degree(), x tp under Megatron-SP
+//   seq (rank layout)                 the sequence AXIS of the rank order:
+//     RankAxis::kSequence,              seq_degree() x dap (a plan uses at most one of
+//     comm::ParallelDims::seq,          Ulysses, LSS and DAP: check_plan)
+//     comm::RankCoord::seq
+//   GroupKind::kSequence, "seq"       the process group along that axis: Ulysses'
+//                                     all-to-alls, LSS's gathers and DAP's collectives
+//                                     (one kind: they are the same ranks)
+//   TimeBreakdown::seq_comm,          the step time of the layers' kSequence collectives
+//     "seq_comm", "time.seq_comm_s"     (predict JSON, model snapshot; LSS's per-step
+//                                       gradient average counts as dp_comm)
+//   "bytes.seq.<phase>.<collective>"  snapshot bytes on the kSequence group
+//   megatron_sp (a local bool),       Megatron-SP (Korthikanti et al. 2022): the TP
+//     MemTerm "sp_gather_buffers"       group's all-gather / reduce-scatter and its buffers
 #pragma once
 #include <cstdint>
 #include <string>
@@ -62,7 +85,8 @@ struct Plan {
   bool offload_params() const { return offload == Offload::kParams || offload == Offload::kAll; }
   std::int32_t ulysses() const { return sp == SeqParallel::kUlysses ? sp_degree : 1; }
   std::int32_t lss() const { return sp == SeqParallel::kLss ? sp_degree : 1; }
-  // Ranks of the sequence-parallel group (kSequence): Ulysses or LSS.
+  // Ranks a layer's sequence is split over by Ulysses or LSS (the kSequence group of a
+  // transformer plan; an Evoformer's kSequence group is its dap ranks).
   std::int32_t seq_degree() const { return ulysses() * lss(); }
   // Ranks that hold a shard of the sequence outside tensor-parallel regions.
   std::int32_t seq_shards() const { return seq_degree() * (sp == SeqParallel::kMegatron ? tp : 1); }

@@ -60,6 +60,7 @@ std::string_view collective_name(Collective c) {
     case Collective::kAllToAll: return "all_to_all";
     case Collective::kBroadcast: return "broadcast";
     case Collective::kSendRecv: return "send_recv";
+    case Collective::kCount: break;
   }
   return "?";
 }
@@ -69,10 +70,10 @@ std::string_view group_name(GroupKind g) {
     case GroupKind::kTensor: return "tp";
     case GroupKind::kPipeline: return "pp";
     case GroupKind::kData: return "dp";
-    case GroupKind::kSequence: return "sp";
+    case GroupKind::kSequence: return "seq";
     case GroupKind::kExpert: return "ep";
-    case GroupKind::kDap: return "dap";
     case GroupKind::kWorld: return "world";
+    case GroupKind::kCount: break;
   }
   return "?";
 }

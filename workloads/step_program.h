@@ -29,18 +29,25 @@ struct ComputeOp {
   std::int32_t layer = -1;            // -1: not inside a layer (embedding, head, loss)
 };
 
+// kCount is not a collective: it sizes arrays indexed by Collective.
 enum class Collective : std::uint8_t {
-  kAllReduce, kAllGather, kReduceScatter, kAllToAll, kBroadcast, kSendRecv
+  kAllReduce, kAllGather, kReduceScatter, kAllToAll, kBroadcast, kSendRecv, kCount
 };
+inline constexpr int kNumCollectives = static_cast<int>(Collective::kCount);
 
-// Process groups a plan creates (comm/groups builds them from the plan).
-enum class GroupKind : std::uint8_t { kTensor, kPipeline, kData, kSequence, kExpert, kDap, kWorld };
+// Process groups a plan creates (comm/groups builds them from the plan; workloads/placement.h
+// places them). kSequence is the rank layout's sequence axis: the Ulysses all-to-alls, the
+// LSS segment gathers and the Evoformer's DAP collectives all run on it (a plan uses at most
+// one of them, so one kind names their ranks). Megatron-SP has no group: it runs on kTensor.
+// kCount is not a group: it sizes arrays indexed by GroupKind.
+enum class GroupKind : std::uint8_t { kTensor, kPipeline, kData, kSequence, kExpert, kWorld, kCount };
+inline constexpr int kNumGroupKinds = static_cast<int>(GroupKind::kCount);
 
 struct CommOp {
   Collective collective = Collective::kAllReduce;
   GroupKind group = GroupKind::kWorld;
   std::int32_t group_size = 1;
-  std::int64_t bytes = 0;       // payload per rank, nccl-tests convention ("size")
+  std::int64_t bytes = 0;       // payload per rank, nccl-tests "size" (workloads/collective_sizes.h)
   Phase phase = Phase::kForward;
   bool overlappable = false;    // may run concurrently with independent compute
   bool crosses_nodes = false;   // bottleneck tier: InfiniBand instead of NVLink

@@ -15,5 +15,6 @@ WorkPtr launch(Communicator& c, GroupKind g, const void* s, void* r, const Colle
   return c.iall_gather(g, s, r, n.send, t);
 }
 }  // namespace
-SEQSCALE_COLLECTIVE(all_gather, {"all_gather", Collective::kAllGather, false, counts, expected, launch});
+SEQSCALE_COLLECTIVE(all_gather, {.name = "all_gather", .kind = Collective::kAllGather, .uses_op = false,
+                                 .counts = counts, .expected = expected, .launch = launch});
 }  // namespace seqscale::comm

@@ -16,5 +16,6 @@ WorkPtr launch(Communicator& c, GroupKind g, const void* s, void* r, const Colle
   return c.iall_reduce(g, s, r, n.send, t, op);
 }
 }  // namespace
-SEQSCALE_COLLECTIVE(all_reduce, {"all_reduce", Collective::kAllReduce, true, counts, expected, launch});
+SEQSCALE_COLLECTIVE(all_reduce, {.name = "all_reduce", .kind = Collective::kAllReduce, .uses_op = true,
+                                 .counts = counts, .expected = expected, .launch = launch});
 }  // namespace seqscale::comm

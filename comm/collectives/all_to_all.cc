@@ -16,5 +16,6 @@ WorkPtr launch(Communicator& c, GroupKind g, const void* s, void* r, const Colle
   return c.iall_to_all(g, s, r, n.send / c.group_size(g), t);
 }
 }  // namespace
-SEQSCALE_COLLECTIVE(all_to_all, {"all_to_all", Collective::kAllToAll, false, counts, expected, launch});
+SEQSCALE_COLLECTIVE(all_to_all, {.name = "all_to_all", .kind = Collective::kAllToAll, .uses_op = false,
+                                 .counts = counts, .expected = expected, .launch = launch});
 }  // namespace seqscale::comm

@@ -19,5 +19,6 @@ WorkPtr launch(Communicator& c, GroupKind g, const void*, void* r, const Collect
   return c.ibroadcast(g, r, n.recv, t, root);
 }
 }  // namespace
-SEQSCALE_COLLECTIVE(broadcast, {"broadcast", Collective::kBroadcast, false, counts, expected, launch});
+SEQSCALE_COLLECTIVE(broadcast, {.name = "broadcast", .kind = Collective::kBroadcast, .uses_op = false,
+                                .counts = counts, .expected = expected, .launch = launch});
 }  // namespace seqscale::comm

@@ -45,8 +45,9 @@ CollBenchRow bench_collective(Communicator& c, Communicator* host, BenchMemory& 
   const CollectiveCounts counts = spec.counts(size_bytes, t, n);
   row.count = std::max(counts.send, counts.recv);
   const std::int64_t tb = dtype_bytes(t);
-  // The size actually moved after rounding to whole elements per rank.
-  row.size_bytes = (spec.kind == Collective::kAllGather ? counts.recv : counts.send) * tb;
+  // The size actually moved after rounding to whole elements per rank: the larger of the
+  // two buffers (workloads/collective_sizes.h).
+  row.size_bytes = row.count * tb;
   if (row.count == 0) {
     row.wrong = -1;
     return row;

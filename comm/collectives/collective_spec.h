@@ -1,10 +1,14 @@
-// One small spec per collective (nccl-tests style: name, byte counts, expected data,
-// bus-bandwidth factor, the call), each in its own file and self-registered; the
-// benchmark harness in collective_bench.h runs any of them on any Communicator.
+// One small spec per collective kind (nccl-tests style: name, buffer counts, expected
+// data, the call), each in its own file and self-registered with designated initialisers:
+//   SEQSCALE_COLLECTIVE(all_gather, {.name = "all_gather", .kind = Collective::kAllGather,
+//                                    .uses_op = false, .counts = ..., .expected = ..., .launch = ...});
+// The collectives benchmarks (comm/bench for MPI, comm/nccl for NCCL) and the standalone
+// driver iterate registered_collectives(), so a new spec file is benchmarked as it lands;
+// tests/comm/collective_specs_test.cpp checks there is one spec per Collective kind.
 //
-// Sizes follow nccl-tests: "size" is the per-rank payload convention of CommOp::bytes
-// (all_gather: the gathered output, reduce_scatter: the input, all_to_all: what a rank
-// sends), so measured busbw calibrates exactly what the model prices.
+// Sizes and bus-bandwidth factors follow nccl-tests as workloads/collective_sizes.h states
+// them (size: the larger of the two buffers), the convention of CommOp::bytes, so measured
+// busbw calibrates exactly what the model prices.
 #pragma once
 #include <cstdint>
 #include <string>

@@ -16,5 +16,6 @@ WorkPtr launch(Communicator& c, GroupKind g, const void* s, void* r, const Colle
   return c.ireduce_scatter(g, s, r, n.recv, t, op);
 }
 }  // namespace
-SEQSCALE_COLLECTIVE(reduce_scatter, {"reduce_scatter", Collective::kReduceScatter, true, counts, expected, launch});
+SEQSCALE_COLLECTIVE(reduce_scatter, {.name = "reduce_scatter", .kind = Collective::kReduceScatter, .uses_op = true,
+                                     .counts = counts, .expected = expected, .launch = launch});
 }  // namespace seqscale::comm

@@ -21,5 +21,6 @@ WorkPtr launch(Communicator& c, GroupKind g, const void* s, void* r, const Colle
   return combine_work(std::move(parts));
 }
 }  // namespace
-SEQSCALE_COLLECTIVE(send_recv, {"send_recv", Collective::kSendRecv, false, counts, expected, launch});
+SEQSCALE_COLLECTIVE(send_recv, {.name = "send_recv", .kind = Collective::kSendRecv, .uses_op = false,
+                                .counts = counts, .expected = expected, .launch = launch});
 }  // namespace seqscale::comm

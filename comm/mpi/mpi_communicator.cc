@@ -1,10 +1,9 @@
 // MPI backend (see mpi_communicator.h). Half types (fp16, bf16) reduce through
 // user-defined MPI ops that widen to fp32; ReduceOp::kAvg is a sum scaled on completion,
 // as MPI has no average.
-#include <mpi.h>
-
-#include "kernels/common/check.h"
 #include "comm/mpi/mpi_communicator.h"
+
+#include <mpi.h>
 
 #include <chrono>
 #include <climits>
@@ -15,6 +14,7 @@
 
 #include "comm/dtype_convert.h"
 #include "comm/str_cat.h"
+#include "common/check_mpi.h"
 
 // MPI_CHECK with the collective, group and rank in front of the library's message.
 #define COMM_MPI_CHECK(ctx, call)                                                        \
@@ -221,7 +221,7 @@ class MpiCommunicator final : public Communicator {
   int group_size(GroupKind g) const override { return group_size_[group_index(g)]; }
 
   WorkPtr iall_reduce(GroupKind g, const void* send, void* recv, std::int64_t count, DType t, ReduceOp op) override {
-    const std::int64_t bytes = count * dtype_bytes(t);
+    const std::int64_t bytes = collective_size_bytes(Collective::kAllReduce, count, t, group_size(g));
     auto [w, ctx] = start("all_reduce", g, bytes, false);
     const void* s = send == recv ? MPI_IN_PLACE : send;
     COMM_MPI_CHECK(ctx, MPI_Iallreduce(s, recv, checked_int(count, ctx), mpi_type(t), mpi_op(t, op), comm(g),
@@ -232,7 +232,7 @@ class MpiCommunicator final : public Communicator {
   }
 
   WorkPtr iall_gather(GroupKind g, const void* send, void* recv, std::int64_t send_count, DType t) override {
-    const std::int64_t bytes = send_count * group_size(g) * dtype_bytes(t);
+    const std::int64_t bytes = collective_size_bytes(Collective::kAllGather, send_count, t, group_size(g));
     auto [w, ctx] = start("all_gather", g, bytes, false);
     const int n = checked_int(send_count, ctx);
     COMM_MPI_CHECK(ctx, MPI_Iallgather(send, n, mpi_type(t), recv, n, mpi_type(t), comm(g), &w->reqs[0]));
@@ -242,7 +242,7 @@ class MpiCommunicator final : public Communicator {
 
   WorkPtr ireduce_scatter(GroupKind g, const void* send, void* recv, std::int64_t recv_count, DType t,
                           ReduceOp op) override {
-    const std::int64_t bytes = recv_count * group_size(g) * dtype_bytes(t);
+    const std::int64_t bytes = collective_size_bytes(Collective::kReduceScatter, recv_count, t, group_size(g));
     auto [w, ctx] = start("reduce_scatter", g, bytes, false);
     COMM_MPI_CHECK(ctx, MPI_Ireduce_scatter_block(send, recv, checked_int(recv_count, ctx), mpi_type(t),
                                                   mpi_op(t, op), comm(g), &w->reqs[0]));
@@ -253,7 +253,7 @@ class MpiCommunicator final : public Communicator {
   }
 
   WorkPtr iall_to_all(GroupKind g, const void* send, void* recv, std::int64_t count_per_peer, DType t) override {
-    const std::int64_t bytes = count_per_peer * group_size(g) * dtype_bytes(t);
+    const std::int64_t bytes = collective_size_bytes(Collective::kAllToAll, count_per_peer, t, group_size(g));
     auto [w, ctx] = start("all_to_all", g, bytes, false);
     const int n = checked_int(count_per_peer, ctx);
     COMM_MPI_CHECK(ctx, MPI_Ialltoall(send, n, mpi_type(t), recv, n, mpi_type(t), comm(g), &w->reqs[0]));
@@ -289,7 +289,7 @@ class MpiCommunicator final : public Communicator {
   }
 
   WorkPtr ibroadcast(GroupKind g, void* buf, std::int64_t count, DType t, int root) override {
-    const std::int64_t bytes = count * dtype_bytes(t);
+    const std::int64_t bytes = collective_size_bytes(Collective::kBroadcast, count, t, group_size(g));
     auto [w, ctx] = start("broadcast", g, bytes, false);
     COMM_MPI_CHECK(ctx, MPI_Ibcast(buf, checked_int(count, ctx), mpi_type(t), root, comm(g), &w->reqs[0]));
     count_call(g, Collective::kBroadcast, bytes);
@@ -297,7 +297,7 @@ class MpiCommunicator final : public Communicator {
   }
 
   WorkPtr isend(GroupKind g, const void* buf, std::int64_t count, DType t, int peer, int tag) override {
-    const std::int64_t bytes = count * dtype_bytes(t);
+    const std::int64_t bytes = collective_size_bytes(Collective::kSendRecv, count, t, group_size(g));
     auto [w, ctx] = start("send", g, bytes, true);
     COMM_MPI_CHECK(ctx, MPI_Isend(buf, checked_int(count, ctx), mpi_type(t), peer, tag, comm(g), &w->reqs[0]));
     count_call(g, Collective::kSendRecv, bytes);
@@ -305,7 +305,7 @@ class MpiCommunicator final : public Communicator {
   }
 
   WorkPtr irecv(GroupKind g, void* buf, std::int64_t count, DType t, int peer, int tag) override {
-    const std::int64_t bytes = count * dtype_bytes(t);
+    const std::int64_t bytes = collective_size_bytes(Collective::kSendRecv, count, t, group_size(g));
     auto [w, ctx] = start("recv", g, bytes, true);
     COMM_MPI_CHECK(ctx, MPI_Irecv(buf, checked_int(count, ctx), mpi_type(t), peer, tag, comm(g), &w->reqs[0]));
     count_call(g, Collective::kSendRecv, bytes);

@@ -1,4 +1,4 @@
-// Suite "collectives" on the CUDA backend: each collective spec as a SEQSCALE_BENCH point
+// Suite "collectives" on the CUDA backend: each registered collective spec as a benchmark point
 // over NCCL on device buffers. Under mpirun / srun the harness's RankContext broadcasts
 // the ncclUniqueId (one GPU per rank); alone, the world is this process's GPU. The
 // communicator is created on first use and kept for the process (NCCL init is seconds).
@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "comm/collectives/bench_point.h"
+#include "comm/collectives/collective_spec.h"
 #include "comm/nccl/nccl_communicator.h"
 #include "harness/rank_context.h"
 
@@ -85,17 +86,17 @@ void nccl_point(const std::string& name, BenchState& s) {
   s.set_metric("comm_buffer_bytes", static_cast<double>(mem.peak_bytes()));
 }
 
+// One benchmark per registered collective spec, named after it (a new spec file is
+// benchmarked without a line here).
+void add_nccl_collective_benches() {
+  for (const CollectiveSpec& spec : registered_collectives()) {
+    const std::string name(spec.name);
+    register_bench({name, "collectives", Backend::kCuda, [name](BenchState& s) { nccl_point(name, s); }});
+  }
+}
+
 }  // namespace
 
-#define SEQSCALE_NCCL_COLLECTIVE_BENCH(id)                                                            \
-  SEQSCALE_BENCH(id##_nccl, #id, "collectives", ::seqscale::Backend::kCuda,                           \
-                 [](::seqscale::BenchState& s) { ::seqscale::comm::nccl_point(#id, s); })
-
-SEQSCALE_NCCL_COLLECTIVE_BENCH(all_reduce);
-SEQSCALE_NCCL_COLLECTIVE_BENCH(all_gather);
-SEQSCALE_NCCL_COLLECTIVE_BENCH(reduce_scatter);
-SEQSCALE_NCCL_COLLECTIVE_BENCH(all_to_all);
-SEQSCALE_NCCL_COLLECTIVE_BENCH(broadcast);
-SEQSCALE_NCCL_COLLECTIVE_BENCH(send_recv);
+SEQSCALE_BENCH_SOURCE(collectives_nccl, add_nccl_collective_benches);
 
 }  // namespace seqscale::comm

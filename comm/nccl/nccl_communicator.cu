@@ -1,11 +1,9 @@
 // NCCL backend (see nccl_communicator.h). Compiled into seqscale_cuda when NCCL is found.
+#include "comm/nccl/nccl_communicator.h"
+
 #include <cuda_runtime.h>
 #include <dlfcn.h>
 #include <nccl.h>
-
-#include "kernels/common/check.h"
-#include "comm/nccl/nccl_communicator.h"
-#include "comm/nccl/nccl_types.h"
 
 #include <array>
 #include <chrono>
@@ -16,7 +14,10 @@
 #include <thread>
 #include <type_traits>
 
+#include "comm/nccl/nccl_types.h"
 #include "comm/str_cat.h"
+#include "common/check_cuda.h"
+#include "common/check_nccl.h"
 #include "harness/bench/registry.h"
 #include "workloads/config_error.h"
 
@@ -191,25 +192,25 @@ class NcclCommunicator final : public Communicator {
   int group_size(GroupKind g) const override { return group_size_[group_index(g)]; }
 
   WorkPtr iall_reduce(GroupKind g, const void* s, void* r, std::int64_t n, DType t, ReduceOp op) override {
-    const auto ctx = begin("all_reduce", g, n * dtype_bytes(t));
+    const auto ctx = begin("all_reduce", g, collective_size_bytes(Collective::kAllReduce, n, t, group_size(g)));
     COMM_NCCL_CHECK(ctx, ncclAllReduce(s, r, static_cast<size_t>(n), nccl_type(t), nccl_op(op), comm(g), stream_));
     count(g, Collective::kAllReduce, ctx.bytes);
     return finish(ctx);
   }
   WorkPtr iall_gather(GroupKind g, const void* s, void* r, std::int64_t n, DType t) override {
-    const auto ctx = begin("all_gather", g, n * group_size(g) * dtype_bytes(t));
+    const auto ctx = begin("all_gather", g, collective_size_bytes(Collective::kAllGather, n, t, group_size(g)));
     COMM_NCCL_CHECK(ctx, ncclAllGather(s, r, static_cast<size_t>(n), nccl_type(t), comm(g), stream_));
     count(g, Collective::kAllGather, ctx.bytes);
     return finish(ctx);
   }
   WorkPtr ireduce_scatter(GroupKind g, const void* s, void* r, std::int64_t n, DType t, ReduceOp op) override {
-    const auto ctx = begin("reduce_scatter", g, n * group_size(g) * dtype_bytes(t));
+    const auto ctx = begin("reduce_scatter", g, collective_size_bytes(Collective::kReduceScatter, n, t, group_size(g)));
     COMM_NCCL_CHECK(ctx, ncclReduceScatter(s, r, static_cast<size_t>(n), nccl_type(t), nccl_op(op), comm(g), stream_));
     count(g, Collective::kReduceScatter, ctx.bytes);
     return finish(ctx);
   }
   WorkPtr iall_to_all(GroupKind g, const void* s, void* r, std::int64_t n, DType t) override {
-    const auto ctx = begin("all_to_all", g, n * group_size(g) * dtype_bytes(t));
+    const auto ctx = begin("all_to_all", g, collective_size_bytes(Collective::kAllToAll, n, t, group_size(g)));
     if (all_to_all_) {
       COMM_NCCL_CHECK(ctx, all_to_all_(s, r, static_cast<size_t>(n), nccl_type(t), comm(g), stream_));
     } else {  // block j to and from group rank j, in one group so the pairs cannot deadlock
@@ -247,19 +248,19 @@ class NcclCommunicator final : public Communicator {
     return finish(ctx);
   }
   WorkPtr ibroadcast(GroupKind g, void* buf, std::int64_t n, DType t, int root) override {
-    const auto ctx = begin("broadcast", g, n * dtype_bytes(t));
+    const auto ctx = begin("broadcast", g, collective_size_bytes(Collective::kBroadcast, n, t, group_size(g)));
     COMM_NCCL_CHECK(ctx, ncclBroadcast(buf, buf, static_cast<size_t>(n), nccl_type(t), root, comm(g), stream_));
     count(g, Collective::kBroadcast, ctx.bytes);
     return finish(ctx);
   }
   WorkPtr isend(GroupKind g, const void* buf, std::int64_t n, DType t, int peer, int) override {
-    const auto ctx = begin("send", g, n * dtype_bytes(t));
+    const auto ctx = begin("send", g, collective_size_bytes(Collective::kSendRecv, n, t, group_size(g)));
     COMM_NCCL_CHECK(ctx, ncclSend(buf, static_cast<size_t>(n), nccl_type(t), peer, comm(g), stream_));
     count(g, Collective::kSendRecv, ctx.bytes);
     return finish(ctx);
   }
   WorkPtr irecv(GroupKind g, void* buf, std::int64_t n, DType t, int peer, int) override {
-    const auto ctx = begin("recv", g, n * dtype_bytes(t));
+    const auto ctx = begin("recv", g, collective_size_bytes(Collective::kSendRecv, n, t, group_size(g)));
     COMM_NCCL_CHECK(ctx, ncclRecv(buf, static_cast<size_t>(n), nccl_type(t), peer, comm(g), stream_));
     count(g, Collective::kSendRecv, ctx.bytes);
     return finish(ctx);

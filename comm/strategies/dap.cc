@@ -1,6 +1,6 @@
 // Dynamic Axial Parallelism for the Evoformer (FastFold, Cheng et al. 2022; ANCHORS
-// section 2) on the DAP group (the SP axis of comm/groups.h). The MSA m [N_seq, N_res, c]
-// is split along N_seq for row-wise ops and along N_res for column-wise ops; an
+// section 2) on the DAP ranks (the sequence axis, kSequence, of comm/groups.h). The MSA
+// m [N_seq, N_res, c] is split along N_seq for row-wise ops and along N_res for column-wise ops; an
 // all-to-all switches the split. The pair representation z [N_res, N_res, c_z] is split
 // by rows; the pair bias b = z . w_b it feeds the MSA row op is all-gathered.
 //   row op     m1[s,i,:] = sum_j softmax_j(b[i,j]) m[s,j,:]   (pair-biased row mixing)
@@ -39,7 +39,7 @@ EvoformerSpec spec() {
 
 CommOps emit(const RankLayout& l, int) {
   Plan p = toy_plan(l);
-  p.dap = l.dims().sp;  // DAP runs on the sequence-parallel axis (comm/groups.h)
+  p.dap = l.dims().seq;  // DAP runs on the sequence axis (comm/groups.h)
   const RunShape shape{kRes, 1, 1};
   CommOps ops;
   dap_msa_half(ops, spec(), p, shape, EvoformerStack::kMain, Phase::kForward);
@@ -139,12 +139,12 @@ std::vector<float> seq_to_res(Communicator& c, const std::vector<float>& x, int 
       for (int r = 0; r < rl; ++r)
         for (int ch = 0; ch < kC; ++ch)
           send[((j * sl + s) * rl + r) * kC + ch] = x[(s * kRes + j * rl + r) * kC + ch];
-  c.all_to_all(GroupKind::kDap, send.data(), recv.data(), sl * rl * kC, DType::kFp32);
+  c.all_to_all(GroupKind::kSequence, send.data(), recv.data(), sl * rl * kC, DType::kFp32);
   return recv;  // block j = rows of rank j: already [kSeq, rl, kC]
 }
 WorkPtr res_to_seq_async(Communicator& c, const std::vector<float>& x, std::vector<float>& recv, int n) {
   recv.resize(x.size());
-  return c.iall_to_all(GroupKind::kDap, x.data(), recv.data(), kSeq / n * (kRes / n) * kC, DType::kFp32);
+  return c.iall_to_all(GroupKind::kSequence, x.data(), recv.data(), kSeq / n * (kRes / n) * kC, DType::kFp32);
 }
 std::vector<float> unpack_res_blocks(const std::vector<float>& recv, int n) {
   const int sl = kSeq / n, rl = kRes / n;
@@ -158,14 +158,14 @@ std::vector<float> unpack_res_blocks(const std::vector<float>& recv, int n) {
 }
 
 Tensors run(Communicator& c, StrategyMath& math, const RankLayout& l) {
-  const int n = l.group_size(GroupKind::kDap), me = c.group_rank(GroupKind::kDap);
+  const int n = l.group_size(GroupKind::kSequence), me = c.group_rank(GroupKind::kSequence);
   const int sl = kSeq / n, rl = kRes / n;
   const Inputs in = inputs();
   const auto m = slice_rows(in.m, kRes * kC, me * sl, (me + 1) * sl);
   const auto z = slice_rows(in.z, kRes * kCz, me * rl, (me + 1) * rl);
   const auto b_rows = pair_bias(math, z.data(), rl, in.wb);
   std::vector<float> b(static_cast<std::size_t>(kRes) * kRes);
-  c.all_gather(GroupKind::kDap, b_rows.data(), b.data(), rl * kRes, DType::kFp32);
+  c.all_gather(GroupKind::kSequence, b_rows.data(), b.data(), rl * kRes, DType::kFp32);
   const auto a = softmax_rows(b);
   const auto m1 = row_op(math, m, a, sl);
   const auto m1c = seq_to_res(c, m1, n);
@@ -177,8 +177,8 @@ Tensors run(Communicator& c, StrategyMath& math, const RankLayout& l) {
   // The stack's exit: m and z whole on every rank.
   out["m_exit"].resize(in.m.size());
   out["z_exit"].resize(in.z.size());
-  c.all_gather(GroupKind::kDap, out["out"].data(), out["m_exit"].data(), sl * kRes * kC, DType::kFp32);
-  c.all_gather(GroupKind::kDap, z.data(), out["z_exit"].data(), rl * kRes * kCz, DType::kFp32);
+  c.all_gather(GroupKind::kSequence, out["out"].data(), out["m_exit"].data(), sl * kRes * kC, DType::kFp32);
+  c.all_gather(GroupKind::kSequence, z.data(), out["z_exit"].data(), rl * kRes * kCz, DType::kFp32);
 
   c.set_phase(Phase::kBackward);
   const auto g = slice_rows(in.dout, kRes * kC, me * sl, (me + 1) * sl);
@@ -189,20 +189,20 @@ Tensors run(Communicator& c, StrategyMath& math, const RankLayout& l) {
   const auto dm1 = unpack_res_blocks(tmp, n);
   std::vector<float> db_partial, db_rows(static_cast<std::size_t>(rl) * kRes);
   out["dm"] = row_bwd(math, m, a, dm1, sl, db_partial);
-  c.reduce_scatter(GroupKind::kDap, db_partial.data(), db_rows.data(), rl * kRes, DType::kFp32);
+  c.reduce_scatter(GroupKind::kSequence, db_partial.data(), db_rows.data(), rl * kRes, DType::kFp32);
   std::vector<float> dwb;
   pair_bwd(math, z.data(), db_rows.data(), rl, in.wb, out["dz"], dwb);
   // The step's weight gradients, partial sums over the DAP ranks' shards, in one buffer.
   std::vector<float> grads(dw);
   grads.insert(grads.end(), dwb.begin(), dwb.end());
-  c.all_reduce(GroupKind::kDap, grads.data(), grads.data(), kC + kCz, DType::kFp32);
+  c.all_reduce(GroupKind::kSequence, grads.data(), grads.data(), kC + kCz, DType::kFp32);
   out["dw"].assign(grads.begin(), grads.begin() + kC);
   out["dwb"].assign(grads.begin() + kC, grads.end());
   return out;
 }
 
 Tensors reference(const RankLayout& l, int rank) {
-  const int n = l.group_size(GroupKind::kDap), me = l.group_rank(GroupKind::kDap, rank);
+  const int n = l.group_size(GroupKind::kSequence), me = l.group_rank(GroupKind::kSequence, rank);
   const int sl = kSeq / n, rl = kRes / n;
   const Inputs in = inputs();
   StrategyMath& host = host_strategy_math();
@@ -225,6 +225,6 @@ Tensors reference(const RankLayout& l, int rank) {
 }  // namespace
 
 SEQSCALE_STRATEGY(dap, {"dap", "Evoformer DAP: all-to-all between N_seq and N_res splits, all-gathered pair bias",
-                        [](int n) { return ParallelDims{.sp = n}; }, emit, run, reference, 1e-5});
+                        [](int n) { return ParallelDims{.seq = n}; }, emit, run, reference, 1e-5});
 
 }  // namespace seqscale::comm

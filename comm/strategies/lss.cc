@@ -1,11 +1,12 @@
 // LSS Transformer-style segmented attention (Wang et al. 2023, "Ultra-Long Sequence
 // Distributed Transformer"; ANCHORS section 3). The sequence is cut into segments over
-// the SP group; each rank projects its segment to q, k, v with replicated weights.
+// the sequence group (kSequence); each rank projects its segment to q, k, v with
+// replicated weights.
 //   fused communication: k and v travel in one all-gather ([k | v] per token) forward and
 //                        their gradients in one reduce-scatter backward
 //   double gradient averaging: the weight gradients (fused into one buffer) are averaged
-//                        over the SP group, then over the DP group, instead of one
-//                        all-reduce over all sp x dp ranks
+//                        over the sequence group, then over the DP group, instead of one
+//                        all-reduce over all seq x dp ranks
 // Each DP replica sees its own sequence. Per-rank loss: mean over its segment's tokens,
 // so the two averages give the gradient of the mean over all tokens and sequences.
 // One attention layer of workloads/parallel/lss_comm.h, then the data-parallel average of
@@ -19,18 +20,18 @@
 namespace seqscale::comm {
 namespace {
 
-constexpr int kSeq = 16, kHidden = 8, kW = kHidden * kHidden;  // kSeq % sp == 0 for sp <= 8
+constexpr int kSeq = 16, kHidden = 8, kW = kHidden * kHidden;  // kSeq % seq == 0 for seq <= 8
 constexpr std::uint64_t kSeed = 800;
 constexpr RunShape kShape{kSeq, 1, 1};
 
 ParallelDims dims(int world) {
-  const int sp = world >= 4 ? world / 2 : world;
-  return ParallelDims{.sp = sp, .dp = world / sp};
+  const int seq = world >= 4 ? world / 2 : world;
+  return ParallelDims{.seq = seq, .dp = world / seq};
 }
 
 CommOps emit(const RankLayout& l, int) {
   Plan p = toy_plan(l);
-  p.sp = SeqParallel::kLss, p.sp_degree = l.dims().sp;
+  p.sp = SeqParallel::kLss, p.sp_degree = l.dims().seq;
   const ReplicatedStates weights{3.0 * kW, p.dp, 4.0, 4.0};  // [Wq | Wk | Wv], fp32
   CommOps ops;
   for (Phase ph : {Phase::kForward, Phase::kBackward}) lss_attention(ops, toy_transformer(kHidden), p, kShape, ph);
@@ -75,8 +76,8 @@ std::vector<float> project_bwd(StrategyMath& math, const Model& m, const std::ve
 }
 
 Tensors run(Communicator& c, StrategyMath& math, const RankLayout& l) {
-  const int sp = l.group_size(GroupKind::kSequence), me = c.group_rank(GroupKind::kSequence);
-  const int seg = kSeq / sp, d = kHidden;
+  const int segments = l.group_size(GroupKind::kSequence), me = c.group_rank(GroupKind::kSequence);
+  const int seg = kSeq / segments, d = kHidden;
   const Model m;
   const auto x = slice_rows(sample(c.group_rank(GroupKind::kData), false), d, me * seg, (me + 1) * seg);
   auto dout = slice_rows(sample(c.group_rank(GroupKind::kData), true), d, me * seg, (me + 1) * seg);
@@ -117,9 +118,9 @@ Tensors run(Communicator& c, StrategyMath& math, const RankLayout& l) {
 }
 
 Tensors reference(const RankLayout& l, int rank) {
-  const int sp = l.group_size(GroupKind::kSequence), dp = l.group_size(GroupKind::kData);
+  const int segments = l.group_size(GroupKind::kSequence), dp = l.group_size(GroupKind::kData);
   const int me = l.group_rank(GroupKind::kSequence, rank), my_dp = l.group_rank(GroupKind::kData, rank);
-  const int seg = kSeq / sp, d = kHidden;
+  const int seg = kSeq / segments, d = kHidden;
   const Model m;
   std::vector<float> dw_mean(3 * kW, 0.f);
   Tensors out;
@@ -129,12 +130,12 @@ Tensors reference(const RankLayout& l, int rank) {
     const Proj p = project(host_strategy_math(), m, x, kSeq);
     std::vector<float> o(x.size()), dq(x.size(), 0.f), dk(x.size(), 0.f), dv(x.size(), 0.f);
     attention_fwd(p.q.data(), p.k.data(), p.v.data(), o.data(), kSeq, kSeq, d, d);
-    // Every segment's loss is a mean over seg tokens; the step's loss their mean over sp.
+    // Every segment's loss is a mean over seg tokens; the step's loss their mean over the segments.
     for (auto& g : dout) g /= static_cast<float>(seg);
     attention_bwd(p.q.data(), p.k.data(), p.v.data(), dout.data(), dq.data(), dk.data(), dv.data(), kSeq, kSeq, d, d);
     std::vector<float> dx;
     const auto dw = project_bwd(host_strategy_math(), m, x, dq, dk, dv, kSeq, dx);
-    for (int i = 0; i < 3 * kW; ++i) dw_mean[i] += dw[i] / static_cast<float>(sp * dp);
+    for (int i = 0; i < 3 * kW; ++i) dw_mean[i] += dw[i] / static_cast<float>(segments * dp);
     if (r == my_dp) {
       out["o"] = slice_rows(o, d, me * seg, (me + 1) * seg);
       out["dx"] = slice_rows(dx, d, me * seg, (me + 1) * seg);  // gradient of the sum of segment losses

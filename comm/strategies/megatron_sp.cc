@@ -2,9 +2,10 @@
 // block the activations are split along the sequence over the TP group. The block is
 //   X_shard -> scale by gamma (a LayerNorm-like non-parallel op, weights replicated)
 //   -> all-gather (sequence) -> column/row-parallel MLP -> reduce-scatter (sequence)
-// and backward mirrors it (all-gather of dY, reduce-scatter of dX). The replicated
-// gamma's gradient is all-reduced over the TP group, as Megatron does for LayerNorm.
-// Volume equals plain TP's (an all-reduce is a reduce-scatter plus an all-gather) while
+// and backward mirrors it (all-gather of dY, the input all-gathered again for the weight
+// gradient, reduce-scatter of dX). The replicated gamma's gradient is all-reduced over
+// the TP group, as Megatron does for LayerNorm. Volume is plain TP's (an all-reduce is a
+// reduce-scatter plus an all-gather) plus the backward re-gather, while
 // activations outside the block shrink by tp. One Megatron-SP block and the per-step
 // norm-gradient all-reduce of workloads/parallel/tensor_parallel_comm.h.
 #include "comm/strategies/mlp_shard.h"
@@ -58,7 +59,11 @@ Tensors run(Communicator& c, StrategyMath& math, const RankLayout& l) {
   const auto dy_shard = slice_rows(in.dy, kHidden, me * ts, (me + 1) * ts);
   std::vector<float> dy(static_cast<std::size_t>(kTokens) * kHidden);
   c.all_gather(GroupKind::kTensor, dy_shard.data(), dy.data(), ts * kHidden, DType::kFp32);
-  const auto dxn_partial = mlp.backward(math, xn, dy, out["dw1"], out["dw2"]);
+  // Forward kept only the shard (Megatron saves it, not the gathered input): gathered
+  // again for the column-parallel weight gradient.
+  std::vector<float> xn_again(xn.size());
+  c.all_gather(GroupKind::kTensor, xn_shard.data(), xn_again.data(), ts * kHidden, DType::kFp32);
+  const auto dxn_partial = mlp.backward(math, xn_again, dy, out["dw1"], out["dw2"]);
   std::vector<float> dxn(static_cast<std::size_t>(ts) * kHidden);
   c.reduce_scatter(GroupKind::kTensor, dxn_partial.data(), dxn.data(), ts * kHidden, DType::kFp32);
   auto& dx = out["dx"];

@@ -1,5 +1,5 @@
 // DeepSpeed-Ulysses (Jacobs et al. 2023): Q, K, V arrive split along the sequence over
-// the SP group; an all-to-all swaps that for a split along heads, each rank runs exact
+// the sequence group (kSequence); an all-to-all swaps that for a split along heads, each rank runs exact
 // attention over the whole sequence for heads/P heads, and an all-to-all swaps back.
 // Backward does the same with dO in and dQ, dK, dV out: 8 all-to-alls per layer, each
 // of seq/P x heads x head_dim elements per rank, so the per-link volume 4Nh/P of the
@@ -17,7 +17,7 @@ constexpr RunShape kShape{kSeq, 1, 1};
 
 CommOps emit(const RankLayout& l, int) {
   Plan p = toy_plan(l);
-  p.sp = SeqParallel::kUlysses, p.sp_degree = l.dims().sp;
+  p.sp = SeqParallel::kUlysses, p.sp_degree = l.dims().seq;
   CommOps ops;
   for (Phase ph : {Phase::kForward, Phase::kBackward})
     ulysses_attention(ops, toy_transformer(kRow, kHeads), p, kShape, ph);
@@ -106,6 +106,6 @@ Tensors reference(const RankLayout& l, int rank) {
 }  // namespace
 
 SEQSCALE_STRATEGY(ulysses, {"ulysses", "all-to-all swapping sequence and head sharding around attention",
-                            [](int n) { return ParallelDims{.sp = n}; }, emit, run, reference});
+                            [](int n) { return ParallelDims{.seq = n}; }, emit, run, reference});
 
 }  // namespace seqscale::comm

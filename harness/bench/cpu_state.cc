@@ -10,7 +10,7 @@
 
 #include "harness/bench/execute.h"
 #include "harness/bench/sample_stop.h"
-#include "kernels/common/half.h"
+#include "common/half.h"
 
 namespace seqscale {
 namespace {

@@ -11,6 +11,23 @@ std::vector<BenchDef>& registry() {
   return all;
 }
 
+std::vector<void (*)()>& bench_sources() {
+  static std::vector<void (*)()> all;
+  return all;
+}
+
+// Runs every bench source once, on the first lookup: by then static initialisation is
+// over, so the registries a source reads (the collective specs) are complete whatever the
+// link order of their translation units.
+std::vector<BenchDef>& expanded_registry() {
+  static bool expanded = false;
+  if (!expanded) {
+    expanded = true;
+    for (auto* add : bench_sources()) add();
+  }
+  return registry();
+}
+
 const nlohmann::json& param(const nlohmann::json& params, const std::string& name) {
   auto it = params.find(name);
   if (it == params.end()) throw ConfigError("benchmark parameter '" + name + "' is missing");
@@ -81,10 +98,15 @@ bool register_bench(BenchDef def) {
   return true;
 }
 
-const std::vector<BenchDef>& registered_benches() { return registry(); }
+bool register_bench_source(void (*add)()) {
+  bench_sources().push_back(add);
+  return true;
+}
+
+const std::vector<BenchDef>& registered_benches() { return expanded_registry(); }
 
 const BenchDef* find_bench(const std::string& name, Backend backend) {
-  for (const auto& d : registry()) {
+  for (const auto& d : expanded_registry()) {
     if (d.name == name && d.backend == backend) return &d;
   }
   return nullptr;

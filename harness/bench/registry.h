@@ -30,7 +30,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "kernels/common/check_result.h"
+#include "common/check_result.h"
 #include "workloads/dtype.h"
 #include "workloads/step_program.h"
 
@@ -184,6 +184,11 @@ struct BenchDef {
 };
 
 bool register_bench(BenchDef def);
+// A plug-in whose benchmarks follow another registry (the collectives suite: one benchmark
+// per registered collective spec) registers a function that calls register_bench for each;
+// it runs once, at the first registered_benches() or find_bench(), after every static
+// registration (SEQSCALE_BENCH_SOURCE).
+bool register_bench_source(void (*add)());
 const std::vector<BenchDef>& registered_benches();
 const BenchDef* find_bench(const std::string& name, Backend backend);
 
@@ -191,3 +196,5 @@ const BenchDef* find_bench(const std::string& name, Backend backend);
 
 #define SEQSCALE_BENCH(id, name, suite, backend, ...) \
   static const bool seqscale_bench_##id = ::seqscale::register_bench({name, suite, backend, __VA_ARGS__})
+#define SEQSCALE_BENCH_SOURCE(id, add) \
+  static const bool seqscale_bench_source_##id = ::seqscale::register_bench_source(add)

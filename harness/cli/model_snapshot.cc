@@ -20,7 +20,8 @@
 //                                         group/phase/collective summed over ranks
 //   <matrix point id, cluster=h100>       every CUDA point of every shipped matrix but the
 //                                         collectives priced as `bench --source model
-//                                         --cluster h100` prices it
+//                                         --cluster h100` prices it (CUDA builds only: the
+//                                         bodies that declare their cost are .cu files)
 // Plain C++ over the model library; a few seconds on one core.
 #include <filesystem>
 #include <iostream>
@@ -103,7 +104,7 @@ void add_estimate_metrics(PointResult& p, const Estimate& e) {
   }
   const TimeBreakdown& t = e.time;
   const std::map<std::string, double> times = {
-      {"compute", t.compute}, {"tp_comm", t.tp_comm},     {"sp_comm", t.sp_comm},       {"ep_comm", t.ep_comm},
+      {"compute", t.compute}, {"tp_comm", t.tp_comm},     {"seq_comm", t.seq_comm},      {"ep_comm", t.ep_comm},
       {"pp_comm", t.pp_comm}, {"dp_comm", t.dp_comm},     {"zero3_comm", t.zero3_comm}, {"bubble", t.bubble},
       {"optimizer", t.optimizer}, {"offload", t.offload}};
   for (const auto& [k, v] : times) {
@@ -190,6 +191,11 @@ void add_strategy_bytes(ResultsFile& f) {
 }
 
 void add_priced_matrices(ResultsFile& f, const Calibration& cal) {
+  // A CUDA point is priced by running its CUDA bench body against the pricing state, and
+  // those bodies are compiled only with CUDA: a CPU-only build leaves these points out
+  // (the gate shows them as missing, INCONCLUSIVE) rather than price them wrongly.
+  f.run.extra["priced_matrices"] = SEQSCALE_HAVE_CUDA ? "cuda points" : "none: a CPU-only build";
+  if (!SEQSCALE_HAVE_CUDA) return;
   const ClusterSpec cluster = load_cluster(kPricedCluster);
   for (const auto& matrix_name : names_in("matrices")) {
     for (const auto& point : load_matrix(matrix_name).points) {

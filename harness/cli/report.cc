@@ -9,7 +9,12 @@
 // reports/sweeps/*.json: one model, cluster and plan priced along the sequence length or the
 // MSA depth with naive and fused attention, every memory term kept in order), the cluster
 // files' peaks (the roofline's fallback ceilings) and the commit and date for model-only
-// figures. --scaling takes `seqscale maxseq --json` output (the Figure 9 view).
+// figures. Two different max-sequence files, never confused:
+//   --scaling FILE           `seqscale maxseq --json` output: the model's search over a
+//                            preset's plans per GPU count (the Figure 9 view);
+//   --measured-max-seq FILE  `seqscale bench --maxseq` output, DIR/measured_max_seq.json: the
+//                            hardware bisection, rows with measured_max and predicted_max
+//                            (results/SCHEMA.md); a RESULTS folder holding one is read too.
 //   seqscale report out/run --scaling best.json --out out/report
 #include <sys/wait.h>
 #include <unistd.h>
@@ -77,6 +82,35 @@ void check_scaling_file(const std::string& path) {
     for (const char* f : {"preset", "model", "cluster"})
       if (!e.contains(f) || !e[f].is_string()) bad(f, "must be a string");
   }
+}
+
+// A measured_max_seq.json (`seqscale bench --maxseq`) is a JSON array of rows, each with
+// bench, backend, axis and measured_max / predicted_max (an integer, or null).
+void check_measured_max_seq_file(const std::string& path) {
+  const nlohmann::json doc = read_json_file(path, "measured max-sequence file");
+  if (!doc.is_array()) throw ConfigError(path + ": expected the JSON array of seqscale bench --maxseq (measured_max_seq.json)");
+  for (std::size_t i = 0; i < doc.size(); ++i) {
+    const auto& r = doc[i];
+    auto bad = [&](const char* field, const char* why) {
+      throw ConfigError(path + ": row " + std::to_string(i) + ": field '" + field + "' " + why);
+    };
+    if (!r.is_object()) throw ConfigError(path + ": row " + std::to_string(i) + " is not an object");
+    for (const char* f : {"bench", "backend", "axis"})
+      if (!r.contains(f) || !r[f].is_string()) bad(f, "must be a string");
+    for (const char* f : {"measured_max", "predicted_max"})
+      if (!r.contains(f) || !(r[f].is_null() || r[f].is_number_integer())) bad(f, "must be an integer or null");
+  }
+}
+
+// The bisection files that sit in the RESULTS folders given (bench --maxseq --out DIR writes
+// DIR/results.json and DIR/measured_max_seq.json side by side).
+std::vector<std::string> measured_max_seq_beside(const std::vector<std::string>& inputs) {
+  std::vector<std::string> out;
+  for (const auto& in : inputs) {
+    const fs::path f = fs::path(in) / "measured_max_seq.json";
+    if (fs::is_directory(in) && fs::exists(f)) out.push_back(f.string());
+  }
+  return out;
 }
 
 // The rows of `seqscale validate --json`, from the same library call.
@@ -230,13 +264,15 @@ int run_python(std::vector<std::string> argv_s, const std::string& python) {
 
 int run_report(const std::vector<std::string>& args) {
   po::options_description opts;
-  std::vector<std::string> inputs, scaling, sweeps;
+  std::vector<std::string> inputs, scaling, measured_max_seq, sweeps;
   std::string out_dir, python, validate_file;
   opts.add_options()
     ("results", po::value(&inputs)->multitoken(), "results.json files, or folders holding them")
     ("out", po::value(&out_dir)->required(), "output folder: index.html, index.md, figures (PNG + SVG), data/")
     ("python", po::value(&python)->default_value("/usr/bin/python3"), "python with matplotlib")
     ("scaling", po::value(&scaling)->multitoken(), "seqscale maxseq --json files: max sequence vs GPU count")
+    ("measured-max-seq", po::value(&measured_max_seq)->multitoken(),
+     "measured_max_seq.json files of seqscale bench --maxseq (also found in RESULTS folders)")
     ("memory-sweep", po::value(&sweeps)->multitoken(), "memory sweep files (default: reports/sweeps/*.json)")
     ("no-memory-sweep", "draw no memory sweep")
     ("validate", po::value(&validate_file), "seqscale validate --json file (default: computed now)");
@@ -253,6 +289,10 @@ int run_report(const std::vector<std::string>& args) {
   const std::vector<std::string> files = collect_results(inputs);
   for (const auto& f : files) read_results(f);  // validate first: a corrupt file is a one-line error, not a traceback
   for (const auto& f : scaling) check_scaling_file(f);
+  for (const auto& f : measured_max_seq_beside(inputs)) {
+    if (std::find(measured_max_seq.begin(), measured_max_seq.end(), f) == measured_max_seq.end()) measured_max_seq.push_back(f);
+  }
+  for (const auto& f : measured_max_seq) check_measured_max_seq_file(f);
   if (sweeps.empty() && !vm.count("no-memory-sweep")) sweeps = default_sweeps();
 
   nlohmann::json anchors;
@@ -278,6 +318,7 @@ int run_report(const std::vector<std::string>& args) {
 
   std::vector<std::string> argv_s = {python, source_root() + "/reports/report.py", "--out", out_dir, "--data", data_dir};
   for (const auto& f : scaling) argv_s.insert(argv_s.end(), {"--scaling", f});
+  for (const auto& f : measured_max_seq) argv_s.insert(argv_s.end(), {"--measured-max-seq", f});
   argv_s.insert(argv_s.end(), files.begin(), files.end());
   const int rc = run_python(argv_s, python);
   if (rc == 2) return 2;  // report.py printed its one-line input error

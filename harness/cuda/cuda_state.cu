@@ -42,8 +42,8 @@
 #include "harness/cuda/cupti_timer.h"
 #include "harness/gpu_runtime.h"
 #include "harness/nvtx.h"
-#include "kernels/common/check.h"
-#include "kernels/common/half.h"
+#include "common/check_cuda.h"
+#include "common/half.h"
 
 namespace seqscale {
 namespace {
@@ -282,8 +282,8 @@ class CudaBenchState final : public BenchState {
     baseline_bytes_ = static_cast<double>(total_b - free_b);
 
     // The L2-flush buffer, before the body's setup and outside both pools: the body's own
-    // peak stays exact whether it comes before exec (transformer_step replays its whole
-    // program first) or inside it. Not taken where nothing is timed.
+    // peak stays exact whether it comes before exec (the layer benches' model side replays
+    // its whole program first) or inside it. Not taken where nothing is timed.
     int l2_bytes = 0;
     CUDA_CHECK(cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, device));
     if (timing_.flush_l2 && !timing_.check_only && l2_bytes > 0) {

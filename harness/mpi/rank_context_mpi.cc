@@ -6,7 +6,7 @@
 #include <cstdlib>
 
 #include "harness/rank_context.h"
-#include "kernels/common/check.h"
+#include "common/check_mpi.h"
 
 namespace seqscale {
 namespace {

@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "harness/bench/stats.h"
-#include "kernels/common/check_result.h"
+#include "common/check_result.h"
 
 namespace seqscale {
 

@@ -17,7 +17,7 @@
 
 #include "kernels/bias_gelu/bias_gelu_cost.h"
 #include "kernels/bias_gelu/bias_gelu_math.h"
-#include "kernels/common/check.h"
+#include "common/check_cuda.h"
 #include "kernels/common/launch.cuh"
 #include "kernels/common/pack.cuh"
 #include "kernels/common/reduce.cuh"

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "kernels/causal_attention/causal_attention_cost.h"
-#include "kernels/common/check_result.h"
+#include "common/check_result.h"
 #include "workloads/dtype.h"
 
 namespace seqscale {

@@ -12,7 +12,7 @@
 
 #include "kernels/causal_attention/causal_attention.cuh"
 #include "kernels/causal_attention/causal_attention_view.cuh"
-#include "kernels/common/check.h"
+#include "common/check_cuda.h"
 #include "kernels/common/convert.cuh"
 
 namespace seqscale {

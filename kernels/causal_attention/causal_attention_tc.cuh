@@ -32,7 +32,7 @@
 #include <utility>
 
 #include "kernels/causal_attention/causal_attention_view.cuh"
-#include "kernels/common/check.h"
+#include "common/check_cuda.h"
 
 namespace seqscale::causal_tc {
 

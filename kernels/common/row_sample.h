@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/common/check_result.h"
+#include "common/check_result.h"
 
 namespace seqscale {
 

@@ -17,7 +17,8 @@
 #include <limits>
 #include <type_traits>
 
-#include "kernels/common/check.h"
+#include "common/check_cublas.h"
+#include "common/check_cuda.h"
 #include "kernels/common/convert.cuh"
 #include "kernels/common/launch.cuh"
 #include "kernels/common/pack.cuh"

@@ -6,7 +6,7 @@
 // Run: seqscale bench --matrix transformer_kernels --filter 'cross_entropy_.*/cuda/' --out DIR
 #include <cublas_v2.h>
 
-#include "kernels/common/check.h"
+#include "common/check_cublas.h"
 #include "kernels/cross_entropy/cross_entropy.cuh"
 #include "kernels/cross_entropy/cross_entropy_bench.h"
 #include "kernels/cross_entropy/cross_entropy_cost.h"

@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "kernels/common/check_result.h"
+#include "common/check_result.h"
 #include "kernels/common/rounding.h"
 #include "kernels/cross_entropy/cross_entropy_cost.h"
 #include "workloads/dtype.h"

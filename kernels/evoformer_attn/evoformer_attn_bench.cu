@@ -9,7 +9,7 @@
 #include <string>
 
 #include "harness/bench/registry.h"
-#include "kernels/common/check.h"
+#include "common/check_cublas.h"
 #include "kernels/evoformer_attn/evoformer_attn.cuh"
 #include "kernels/evoformer_attn/evoformer_attn_bench.h"
 #include "workloads/config_error.h"

@@ -22,7 +22,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "kernels/common/check.h"
+#include "common/check_cuda.h"
 #include "kernels/common/convert.cuh"
 
 namespace seqscale {

@@ -11,7 +11,7 @@
 #include <set>
 #include <utility>
 
-#include "kernels/common/check.h"
+#include "common/check_cuda.h"
 
 namespace seqscale::evoformer_tc {
 

@@ -18,7 +18,8 @@
 #include <cmath>
 #include <stdexcept>
 
-#include "kernels/common/check.h"
+#include "common/check_cublas.h"
+#include "common/check_cuda.h"
 #include "kernels/common/convert.cuh"
 #include "kernels/softmax/softmax.cuh"
 

@@ -7,7 +7,7 @@
 // summed over heads and query rows.
 #pragma once
 #include "workloads/dtype.h"
-#include "kernels/common/check_result.h"
+#include "common/check_result.h"
 #include <vector>
 
 #include "kernels/evoformer_attn/evoformer_attn_cost.h"

@@ -10,15 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "kernels/common/check.h"
+#include "common/check_cublas.h"
 #include "kernels/common/convert.cuh"
-
-#define CUBLASLT_CHECK(call)                                                           \
-  do {                                                                                 \
-    cublasStatus_t seqscale_lt_ = (call);                                              \
-    if (seqscale_lt_ != CUBLAS_STATUS_SUCCESS)                                         \
-      SEQSCALE_LIB_FAIL("cuBLASLt", call, cublasGetStatusString(seqscale_lt_));        \
-  } while (0)
 
 namespace seqscale {
 namespace {

@@ -1,7 +1,7 @@
 // CUDA benchmarks of the device ceilings: cuBLASLt GEMM (the bf16 FLOP rate every compute
 // efficiency is measured against) and device-to-device copy (the bandwidth ceiling).
 #include "harness/bench/registry.h"
-#include "kernels/common/check.h"
+#include "common/check_cuda.h"
 #include "kernels/gemm/gemm_bench.h"
 #include "kernels/gemm/gemm.cuh"
 #include "kernels/gemm/gemm_cost.h"

@@ -1,7 +1,7 @@
 // CPU reference GEMM, row-major, double accumulation: C = A[M,K] * B[K,N].
 #pragma once
 #include "workloads/dtype.h"
-#include "kernels/common/check_result.h"
+#include "common/check_result.h"
 #include <cstdint>
 
 namespace seqscale {

@@ -11,7 +11,7 @@
 
 #include <string>
 
-#include "kernels/common/check.h"
+#include "common/check_cuda.h"
 #include "kernels/common/convert.cuh"
 #include "kernels/layernorm/layernorm_cost.h"
 

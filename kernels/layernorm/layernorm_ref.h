@@ -2,7 +2,7 @@
 // rounded to the kernel's dtype (as float), outputs in double for comparison.
 #pragma once
 #include "workloads/dtype.h"
-#include "kernels/common/check_result.h"
+#include "common/check_result.h"
 #include <cmath>
 #include <cstdint>
 #include <vector>

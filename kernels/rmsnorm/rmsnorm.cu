@@ -14,7 +14,7 @@
 // and pass) is a choice, not a measurement.
 #include "kernels/rmsnorm/rmsnorm.cuh"
 
-#include "kernels/common/check.h"
+#include "common/check_cuda.h"
 #include "kernels/common/launch.cuh"
 #include "kernels/common/pack.cuh"
 #include "kernels/common/reduce.cuh"

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "kernels/common/check_result.h"
+#include "common/check_result.h"
 #include "kernels/common/rounding.h"
 #include "workloads/dtype.h"
 

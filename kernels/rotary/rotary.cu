@@ -15,7 +15,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "kernels/common/check.h"
+#include "common/check_cuda.h"
 #include "kernels/common/launch.cuh"
 #include "kernels/common/pack.cuh"
 

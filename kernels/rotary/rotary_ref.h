@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "kernels/common/check_result.h"
+#include "common/check_result.h"
 #include "kernels/common/rounding.h"
 #include "kernels/rotary/rotary_cost.h"
 #include "workloads/dtype.h"

@@ -4,7 +4,7 @@
 // logits are all -inf gives zeros. Backward: dx = y * (dy - sum(dy * y)) * scale.
 #pragma once
 #include "workloads/dtype.h"
-#include "kernels/common/check_result.h"
+#include "common/check_result.h"
 #include <vector>
 
 #include "kernels/softmax/softmax_cost.h"

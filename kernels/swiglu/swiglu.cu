@@ -8,7 +8,7 @@
 
 #include <algorithm>
 
-#include "kernels/common/check.h"
+#include "common/check_cuda.h"
 #include "kernels/common/launch.cuh"
 #include "kernels/common/pack.cuh"
 #include "kernels/swiglu/swiglu_math.h"

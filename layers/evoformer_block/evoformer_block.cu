@@ -7,9 +7,11 @@
 #include <stdexcept>
 #include <string>
 
-#include "kernels/common/check.h"
+#include "common/check_cublas.h"
+#include "common/check_cuda.h"
 #include "kernels/common/convert.cuh"
-#include "kernels/common/half.h"
+#include "kernels/common/elementwise.cuh"
+#include "common/half.h"
 #include "kernels/layernorm/layernorm.cuh"
 #include "kernels/layernorm/layernorm_cost.h"
 
@@ -17,32 +19,7 @@ namespace seqscale {
 
 namespace {
 
-constexpr int kThreads = 256;
-
-unsigned blocks_for(std::int64_t n) {
-  return static_cast<unsigned>(std::min<std::int64_t>((n + kThreads - 1) / kThreads, 1 << 20));
-}
-
 __device__ float sigmoidf(float x) { return 1.f / (1.f + __expf(-x)); }
-
-#define SEQSCALE_GRID_STRIDE(i, n) \
-  for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < (n); i += std::int64_t{gridDim.x} * blockDim.x)
-
-template <typename T>
-__global__ void bias_add_kernel(T* y, const T* b, std::int64_t rows, std::int64_t cols) {
-  SEQSCALE_GRID_STRIDE(i, rows * cols) store_f32(y, i, load_f32(y, i) + load_f32(b, i % cols));
-}
-
-// Column sums into fp32: blockIdx.y strides over row chunks, each thread one column; fp32
-// atomics combine the chunks (db is zeroed first).
-template <typename T>
-__global__ void bias_grad_kernel(const T* dy, float* db, std::int64_t rows, std::int64_t cols) {
-  const std::int64_t c = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x;
-  if (c >= cols) return;
-  float acc = 0.f;
-  for (std::int64_t r = blockIdx.y; r < rows; r += gridDim.y) acc += load_f32(dy, r * cols + c);
-  atomicAdd(db + c, acc);
-}
 
 template <typename T>
 __global__ void sigmoid_mul_kernel(const T* g, const T* x, T* y, std::int64_t n) {
@@ -67,11 +44,6 @@ __global__ void relu_kernel(const T* x, T* y, std::int64_t n) {
 template <typename T>
 __global__ void relu_bwd_kernel(const T* dy, const T* y, T* dx, std::int64_t n) {
   SEQSCALE_GRID_STRIDE(i, n) store_f32(dx, i, load_f32(y, i) > 0.f ? load_f32(dy, i) : 0.f);
-}
-
-template <typename T>
-__global__ void add_kernel(const T* a, const T* b, T* y, std::int64_t n) {
-  SEQSCALE_GRID_STRIDE(i, n) store_f32(y, i, load_f32(a, i) + load_f32(b, i));
 }
 
 // y[a][c][b][d] = x[a][b][c][d], one thread per output element (converting the dtype).
@@ -306,7 +278,7 @@ void Ops::bias_add(Tensor& y, const Tensor& b, std::int64_t rows, std::int64_t c
   same_type({&y, &b}, "bias_add");
   by_type(y.t, [&](auto tag) {
     using T = decltype(tag);
-    bias_add_kernel<T><<<blocks_for(rows * cols), kThreads, 0, stream_>>>(as<T>(y), as<T>(b), rows, cols);
+    bias_add_kernel<T><<<elementwise_blocks(rows * cols), kElementwiseThreads, 0, stream_>>>(as<T>(y), as<T>(b), rows, cols);
   });
   CUDA_CHECK_LAUNCH();
 }
@@ -326,7 +298,7 @@ void Ops::sigmoid_mul(const Tensor& g, const Tensor& x, Tensor& y, std::int64_t 
   same_type({&g, &x, &y}, "sigmoid_mul");
   by_type(g.t, [&](auto tag) {
     using T = decltype(tag);
-    sigmoid_mul_kernel<T><<<blocks_for(n), kThreads, 0, stream_>>>(as<T>(g), as<T>(x), as<T>(y), n);
+    sigmoid_mul_kernel<T><<<elementwise_blocks(n), kElementwiseThreads, 0, stream_>>>(as<T>(g), as<T>(x), as<T>(y), n);
   });
   CUDA_CHECK_LAUNCH();
 }
@@ -335,7 +307,7 @@ void Ops::sigmoid_mul_bwd(const Tensor& dy, const Tensor& g, const Tensor& x, Te
   same_type({&dy, &g, &x, &dg, &dx}, "sigmoid_mul_bwd");
   by_type(dy.t, [&](auto tag) {
     using T = decltype(tag);
-    sigmoid_mul_bwd_kernel<T><<<blocks_for(n), kThreads, 0, stream_>>>(as<T>(dy), as<T>(g), as<T>(x), as<T>(dg),
+    sigmoid_mul_bwd_kernel<T><<<elementwise_blocks(n), kElementwiseThreads, 0, stream_>>>(as<T>(dy), as<T>(g), as<T>(x), as<T>(dg),
                                                                       as<T>(dx), n);
   });
   CUDA_CHECK_LAUNCH();
@@ -345,7 +317,7 @@ void Ops::relu(const Tensor& x, Tensor& y, std::int64_t n) {
   same_type({&x, &y}, "relu");
   by_type(x.t, [&](auto tag) {
     using T = decltype(tag);
-    relu_kernel<T><<<blocks_for(n), kThreads, 0, stream_>>>(as<T>(x), as<T>(y), n);
+    relu_kernel<T><<<elementwise_blocks(n), kElementwiseThreads, 0, stream_>>>(as<T>(x), as<T>(y), n);
   });
   CUDA_CHECK_LAUNCH();
 }
@@ -354,7 +326,7 @@ void Ops::relu_bwd(const Tensor& dy, const Tensor& y, Tensor& dx, std::int64_t n
   same_type({&dy, &y, &dx}, "relu_bwd");
   by_type(dy.t, [&](auto tag) {
     using T = decltype(tag);
-    relu_bwd_kernel<T><<<blocks_for(n), kThreads, 0, stream_>>>(as<T>(dy), as<T>(y), as<T>(dx), n);
+    relu_bwd_kernel<T><<<elementwise_blocks(n), kElementwiseThreads, 0, stream_>>>(as<T>(dy), as<T>(y), as<T>(dx), n);
   });
   CUDA_CHECK_LAUNCH();
 }
@@ -363,7 +335,7 @@ void Ops::add(const Tensor& a, const Tensor& b, Tensor& y, std::int64_t n) {
   same_type({&a, &b, &y}, "add");
   by_type(a.t, [&](auto tag) {
     using T = decltype(tag);
-    add_kernel<T><<<blocks_for(n), kThreads, 0, stream_>>>(as<T>(a), as<T>(b), as<T>(y), n);
+    add_kernel<T><<<elementwise_blocks(n), kElementwiseThreads, 0, stream_>>>(as<T>(a), as<T>(b), as<T>(y), n);
   });
   CUDA_CHECK_LAUNCH();
 }
@@ -381,7 +353,7 @@ void Ops::permute_0213(const Tensor& x, Tensor& y, std::int64_t d0, std::int64_t
     by_type(y.t, [&](auto tout) {
       using Tin = decltype(tin);
       using Tout = decltype(tout);
-      permute_0213_kernel<Tin, Tout><<<blocks_for(n), kThreads, 0, stream_>>>(as<Tin>(x), as<Tout>(y), d0, d1, d2, d3);
+      permute_0213_kernel<Tin, Tout><<<elementwise_blocks(n), kElementwiseThreads, 0, stream_>>>(as<Tin>(x), as<Tout>(y), d0, d1, d2, d3);
     });
   });
   CUDA_CHECK_LAUNCH();
@@ -391,7 +363,7 @@ void Ops::sum_rows(const Tensor& x, Tensor& y, std::int64_t batch, std::int64_t 
   same_type({&x, &y}, "sum_rows");
   by_type(x.t, [&](auto tag) {
     using T = decltype(tag);
-    sum_rows_kernel<T><<<blocks_for(batch * cols), kThreads, 0, stream_>>>(as<T>(x), as<T>(y), batch, rows, cols,
+    sum_rows_kernel<T><<<elementwise_blocks(batch * cols), kElementwiseThreads, 0, stream_>>>(as<T>(x), as<T>(y), batch, rows, cols,
                                                                            static_cast<float>(alpha));
   });
   CUDA_CHECK_LAUNCH();
@@ -402,7 +374,7 @@ void Ops::broadcast_rows(const Tensor& x, Tensor& y, std::int64_t batch, std::in
   same_type({&x, &y}, "broadcast_rows");
   by_type(x.t, [&](auto tag) {
     using T = decltype(tag);
-    broadcast_rows_kernel<T><<<blocks_for(batch * rows * cols), kThreads, 0, stream_>>>(as<T>(x), as<T>(y), batch,
+    broadcast_rows_kernel<T><<<elementwise_blocks(batch * rows * cols), kElementwiseThreads, 0, stream_>>>(as<T>(x), as<T>(y), batch,
                                                                                          rows, cols,
                                                                                          static_cast<float>(alpha));
   });

@@ -9,7 +9,7 @@
 #include <map>
 #include <vector>
 
-#include "kernels/common/check_result.h"
+#include "common/check_result.h"
 #include "layers/evoformer_block/evoformer_block_def.h"
 
 namespace seqscale {

@@ -8,12 +8,9 @@
 // breaks tests/layers/. Each point's gradients (and the stack's loss) are checked against
 // the double reference before it is timed, within the reference's budget.
 //
-// Axes: model (a transformer model file or HF config.json), plan (attn, recompute, mask,
-// tp, sp, sp_degree: --plan's syntax), seq, micro_batch [1], dtype [fp32: the only one
-// the CPU executor runs]; stack only: layers [the model's], vocab_chunk [128]. Optional
-// overrides of the model's layer: mlp (gelu | swiglu), norm (layernorm | rmsnorm),
-// residual (sequential | parallel). tp > 1 and sp run one rank's shard with the
-// collectives as copies: its memory is the shard's, its numbers are not checked.
+// Axes: transformer_layer_bench.h (dtype fp32 only here: the CPU executor runs fp32). tp > 1
+// and sp run one rank's shard with the collectives as copies: its memory is the shard's,
+// its numbers are not checked. The CUDA bodies: transformer_layer_bench.cu.
 //
 //   seqscale bench --matrix transformer --filter 'transformer_layer/cpu'
 #include <algorithm>
@@ -24,19 +21,13 @@
 
 #include "harness/bench/registry.h"
 #include "harness/steps/step_executor.h"
+#include "layers/transformer_layer/transformer_layer_bench.h"
 #include "layers/transformer_layer/transformer_layer_cpu.h"
 #include "workloads/config_error.h"
 #include "layers/transformer_layer/transformer_layer_program.h"
 
 namespace seqscale {
 namespace {
-
-struct Point {
-  TransformerStackDims dims;  // .layer for the layer bench
-  MaskKind mask = MaskKind::kNone;
-  bool checkable = false;
-  std::shared_ptr<const StepProgram> program;
-};
 
 TransformerSpec model_with_overrides(BenchState& s) {
   const std::string name = s.get_string("model");
@@ -58,17 +49,117 @@ TransformerSpec model_with_overrides(BenchState& s) {
     if (v != "sequential" && v != "parallel") throw ConfigError("residual: expected sequential or parallel, got '" + v + "'");
     t.parallel_residual = v == "parallel";
   }
+  // Shape overrides: the same family at another width (head size = hidden / heads).
+  const auto positive = [&](const char* axis) {
+    const std::int64_t v = s.get_int(axis);
+    if (v < 1) throw ConfigError(std::string(axis) + ": must be positive, got " + std::to_string(v));
+    return v;
+  };
+  if (s.has("hidden")) t.hidden = positive("hidden");
+  if (s.has("heads")) {
+    const bool mha = t.kv_heads == 0 || t.kv_heads == t.heads;
+    t.heads = positive("heads");
+    if (mha) t.kv_heads = t.heads;
+  }
+  if (s.has("ffn_hidden")) t.ffn_hidden = positive("ffn_hidden");
+  if (t.hidden % t.heads != 0) {
+    throw ConfigError("heads: hidden " + std::to_string(t.hidden) + " is not divisible by heads " + std::to_string(t.heads));
+  }
+  if (t.kv_heads > 0 && t.heads % t.kv_heads != 0) {
+    throw ConfigError("heads: " + std::to_string(t.heads) + " is not a multiple of kv_heads " + std::to_string(t.kv_heads));
+  }
   return t;
 }
 
-// Parses the axes, records and declares the program. Returns false on the model's side
-// (`bench --source model`, maxseq's prediction), where the program's memory events are
-// replayed through the state's allocator instead of running anything.
-bool setup(BenchState& s, bool stack, Point& pt) {
+using Ops = TransformerExecOps;
+
+std::vector<double> read(BenchState& s, const Ops::Tensor& t) {
+  return s.read_back(t.raw, t.n, t.elem == Elem::kInt32 ? DType::kInt32 : DType::kFp32);
+}
+
+template <class Params>
+void fill_weights(BenchState& s, Params& params) {
+  std::uint64_t seed = 1;
+  for (auto* p : params) {
+    s.fill_random(p->w.p, p->w.n, DType::kFp32, seed++, -static_cast<float>(kTransformerWeightRange),
+                  static_cast<float>(kTransformerWeightRange));
+  }
+}
+
+SEQSCALE_BENCH(transformer_layer_cpu, "transformer_layer", "steps", Backend::kCpu, [](BenchState& s) {
+  TransformerBenchPoint pt;
+  if (!setup_transformer_point(s, /*stack=*/false, {DType::kFp32}, pt)) return;
+  Ops ops([&](std::size_t bytes) { return s.alloc(bytes); }, [&](void* p) { s.release(p); });
+  TransformerLayerStep<Ops> step(ops, pt.dims.layer, pt.mask);
+  fill_weights(s, step.layer.params());
+  s.fill_random(step.x.p, step.x.n, DType::kFp32, 101);
+  s.fill_random(step.dy.p, step.dy.n, DType::kFp32, 102);
+  const auto run = [&](void*) { step.run(); };
+  if (pt.checkable && s.checks()) {
+    TransformerLayerInputs in;
+    in.x = read(s, step.x);
+    in.dy = read(s, step.dy);
+    for (auto* p : step.layer.params()) in.params.push_back(read(s, p->w));
+    s.check(run, [&] {
+      const TransformerLayerRun ref = run_transformer_layer_ref(pt.dims.layer, pt.mask, in);
+      const CheckTolerance tol = transformer_layer_tolerance(DType::kFp32);
+      CheckResult r = compare_values("dx", read(s, step.dx), ref.dx, tol);
+      std::vector<std::vector<double>> grads;
+      for (auto* p : step.layer.params()) grads.push_back(read(s, p->dw));
+      r.merge(compare_transformer_grads(grads, ref.param_grads, tol));
+      return r;
+    });
+  }
+  s.exec(run);
+});
+
+SEQSCALE_BENCH(transformer_stack_cpu, "transformer_stack", "steps", Backend::kCpu, [](BenchState& s) {
+  TransformerBenchPoint pt;
+  if (!setup_transformer_point(s, /*stack=*/true, {DType::kFp32}, pt)) return;
+  Ops ops([&](std::size_t bytes) { return s.alloc(bytes); }, [&](void* p) { s.release(p); });
+  TransformerStackStep<Ops> step(ops, pt.dims);
+  fill_weights(s, step.stack.params());
+  step.stack.sync_master();
+  const float vocab = static_cast<float>(pt.dims.vocab);
+  s.fill_random(step.tokens.raw, step.tokens.n, DType::kInt32, 201, 0.f, vocab);
+  s.fill_random(step.targets.raw, step.targets.n, DType::kInt32, 202, 0.f, vocab);
+  const auto run = [&](void*) { step.run(); };
+  if (pt.checkable && s.checks()) {
+    // The weights before the checked step: its gradients are of these (Adam runs after).
+    TransformerStackInputs in;
+    for (double v : read(s, step.tokens)) in.tokens.push_back(static_cast<std::int32_t>(v));
+    for (double v : read(s, step.targets)) in.targets.push_back(static_cast<std::int32_t>(v));
+    for (auto* p : step.stack.params()) in.params.push_back(read(s, p->w));
+    s.check(run, [&] {
+      const TransformerStackRun ref = run_transformer_stack_ref(pt.dims, in);
+      const CheckTolerance tol = transformer_layer_tolerance(DType::kFp32);
+      CheckResult r = compare_values("loss", read(s, step.loss), std::vector<double>{ref.loss}, tol);
+      std::vector<std::vector<double>> grads;
+      for (auto* p : step.stack.params()) grads.push_back(read(s, p->dw));
+      r.merge(compare_transformer_grads(grads, ref.param_grads, tol));
+      return r;
+    });
+  }
+  s.exec(run);
+});
+
+}  // namespace
+
+bool setup_transformer_point(BenchState& s, bool stack, std::initializer_list<DType> dtypes, TransformerBenchPoint& pt) {
   const TransformerSpec t = model_with_overrides(s);
   Plan plan = parse_plan(s.has("plan") ? s.get_string("plan") : "");
-  const DType dtype = s.has("dtype") ? s.get_dtype() : DType::kFp32;
-  if (dtype != DType::kFp32) throw ConfigError("dtype: the CPU executor runs fp32 only, got '" + std::string(dtype_name(dtype)) + "'");
+  const DType dtype = s.has("dtype") ? s.get_dtype() : *dtypes.begin();
+  bool allowed = false;
+  std::string names;
+  for (DType d : dtypes) {
+    allowed = allowed || d == dtype;
+    names += (names.empty() ? "" : ", ") + std::string(dtype_name(d));
+  }
+  if (!allowed) {
+    throw ConfigError("dtype: the " + std::string(backend_name(s.backend())) + " transformer layer runs " + names + ", got '" +
+                      std::string(dtype_name(dtype)) + "'");
+  }
+  pt.io = dtype;
   const std::int64_t batch = s.has("micro_batch") ? s.get_int("micro_batch") : 1;
   pt.dims.layer = TransformerLayerDims::from(t, plan, s.get_int("seq"), batch, s.backend() == Backend::kCuda);
   pt.dims.layers = s.has("layers") ? s.get_int("layers") : t.layers;
@@ -107,26 +198,8 @@ bool setup(BenchState& s, bool stack, Point& pt) {
   return false;
 }
 
-using Ops = TransformerExecOps;
-
-std::vector<double> read(BenchState& s, const Ops::Tensor& t) {
-  return s.read_back(t.raw, t.n, t.elem == Elem::kInt32 ? DType::kInt32 : DType::kFp32);
-}
-
-template <class Params>
-void fill_weights(BenchState& s, Params& params) {
-  std::uint64_t seed = 1;
-  for (auto* p : params) {
-    s.fill_random(p->w.p, p->w.n, DType::kFp32, seed++, -static_cast<float>(kTransformerWeightRange),
-                  static_cast<float>(kTransformerWeightRange));
-  }
-}
-
-// Each gradient relative to its own largest value, except one that is zero up to rounding:
-// the key bias's (softmax is invariant to a shift of a row's logits, and q . b_k shifts
-// every logit of a row alike), judged against the largest gradient of the step instead.
-CheckResult compare_grads(const std::vector<std::vector<double>>& got, const std::vector<std::vector<double>>& want,
-                          const CheckTolerance& tol) {
+CheckResult compare_transformer_grads(const std::vector<std::vector<double>>& got,
+                                      const std::vector<std::vector<double>>& want, const CheckTolerance& tol) {
   const auto max_abs = [](const std::vector<double>& v) {
     double m = 0;
     for (double x : v) m = std::max(m, std::fabs(x));
@@ -143,62 +216,4 @@ CheckResult compare_grads(const std::vector<std::vector<double>>& got, const std
   return r;
 }
 
-SEQSCALE_BENCH(transformer_layer_cpu, "transformer_layer", "steps", Backend::kCpu, [](BenchState& s) {
-  Point pt;
-  if (!setup(s, /*stack=*/false, pt)) return;
-  Ops ops([&](std::size_t bytes) { return s.alloc(bytes); }, [&](void* p) { s.release(p); });
-  TransformerLayerStep<Ops> step(ops, pt.dims.layer, pt.mask);
-  fill_weights(s, step.layer.params());
-  s.fill_random(step.x.p, step.x.n, DType::kFp32, 101);
-  s.fill_random(step.dy.p, step.dy.n, DType::kFp32, 102);
-  const auto run = [&](void*) { step.run(); };
-  if (pt.checkable && s.checks()) {
-    TransformerLayerInputs in;
-    in.x = read(s, step.x);
-    in.dy = read(s, step.dy);
-    for (auto* p : step.layer.params()) in.params.push_back(read(s, p->w));
-    s.check(run, [&] {
-      const TransformerLayerRun ref = run_transformer_layer_ref(pt.dims.layer, pt.mask, in);
-      const CheckTolerance tol = transformer_layer_tolerance(DType::kFp32);
-      CheckResult r = compare_values("dx", read(s, step.dx), ref.dx, tol);
-      std::vector<std::vector<double>> grads;
-      for (auto* p : step.layer.params()) grads.push_back(read(s, p->dw));
-      r.merge(compare_grads(grads, ref.param_grads, tol));
-      return r;
-    });
-  }
-  s.exec(run);
-});
-
-SEQSCALE_BENCH(transformer_stack_cpu, "transformer_stack", "steps", Backend::kCpu, [](BenchState& s) {
-  Point pt;
-  if (!setup(s, /*stack=*/true, pt)) return;
-  Ops ops([&](std::size_t bytes) { return s.alloc(bytes); }, [&](void* p) { s.release(p); });
-  TransformerStackStep<Ops> step(ops, pt.dims);
-  fill_weights(s, step.stack.params());
-  step.stack.sync_master();
-  const float vocab = static_cast<float>(pt.dims.vocab);
-  s.fill_random(step.tokens.raw, step.tokens.n, DType::kInt32, 201, 0.f, vocab);
-  s.fill_random(step.targets.raw, step.targets.n, DType::kInt32, 202, 0.f, vocab);
-  const auto run = [&](void*) { step.run(); };
-  if (pt.checkable && s.checks()) {
-    // The weights before the checked step: its gradients are of these (Adam runs after).
-    TransformerStackInputs in;
-    for (double v : read(s, step.tokens)) in.tokens.push_back(static_cast<std::int32_t>(v));
-    for (double v : read(s, step.targets)) in.targets.push_back(static_cast<std::int32_t>(v));
-    for (auto* p : step.stack.params()) in.params.push_back(read(s, p->w));
-    s.check(run, [&] {
-      const TransformerStackRun ref = run_transformer_stack_ref(pt.dims, in);
-      const CheckTolerance tol = transformer_layer_tolerance(DType::kFp32);
-      CheckResult r = compare_values("loss", read(s, step.loss), std::vector<double>{ref.loss}, tol);
-      std::vector<std::vector<double>> grads;
-      for (auto* p : step.stack.params()) grads.push_back(read(s, p->dw));
-      r.merge(compare_grads(grads, ref.param_grads, tol));
-      return r;
-    });
-  }
-  s.exec(run);
-});
-
-}  // namespace
 }  // namespace seqscale

@@ -6,6 +6,7 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 namespace seqscale {
@@ -18,7 +19,12 @@ double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 }  // namespace
 
 template <typename S>
-TransformerCpuOpsT<S>::TransformerCpuOpsT(AllocFn alloc, FreeFn free) : alloc_(std::move(alloc)), free_(std::move(free)) {}
+TransformerCpuOpsT<S>::TransformerCpuOpsT(AllocFn alloc, FreeFn free, HostCollectives* comm)
+    : alloc_(std::move(alloc)), free_(std::move(free)), comm_(comm) {
+  if (comm_ && !std::is_same_v<S, float>) {
+    throw std::invalid_argument("transformer layer: the double reference runs on one process (no collectives)");
+  }
+}
 
 template <typename S>
 TransformerCpuOpsT<S>::~TransformerCpuOpsT() {
@@ -464,42 +470,89 @@ void TransformerCpuOpsT<S>::softmax_bwd(const Tensor& dp, const Tensor& p, Tenso
   }
 }
 
-// ---- collectives on one rank -------------------------------------------------------------------
+// ---- collectives ---------------------------------------------------------------------------------
 
 template <typename S>
-void TransformerCpuOpsT<S>::sp_all_gather(const Tensor& shard, Tensor& full, std::int64_t n_shard, std::int64_t ranks) {
-  for (std::int64_t r = 0; r < ranks; ++r) std::copy_n(shard.p, n_shard, full.p + r * n_shard);
+void TransformerCpuOpsT<S>::collective(const CommOp& op, const Tensor& send, Tensor& recv, Reduction reduction) {
+  (void)reduction;  // a copy on one process reduces nothing
+  const std::int64_t g = op.group_size;
+  // The element count the op's bytes stand for (comm_ops.h's convention) and what the
+  // tensors hold must agree: the definition took this op from the emitter the model
+  // prices, so a difference is the two drifting apart.
+  const std::int64_t moved = op.collective == Collective::kAllGather ? recv.n : send.n;
+  const std::int64_t expected_recv = op.collective == Collective::kAllGather       ? send.n * g
+                                     : op.collective == Collective::kReduceScatter ? send.n / g
+                                                                                   : send.n;
+  const bool blocks = op.collective == Collective::kReduceScatter || op.collective == Collective::kAllToAll;
+  if (moved * dtype_bytes(io_dtype()) != op.bytes || recv.n != expected_recv || (blocks && send.n % g != 0)) {
+    throw std::logic_error("transformer layer: " + std::string(collective_name(op.collective)) + " of " +
+                           std::to_string(op.bytes) + " B on " + std::to_string(g) + " ranks does not fit tensors of " +
+                           std::to_string(send.n) + " -> " + std::to_string(recv.n) + " elements");
+  }
+  if (comm_) {
+    if (comm_->group_size(op.group) != g) {
+      throw std::logic_error("transformer layer: the communicator's " + std::string(group_name(op.group)) + " group has " +
+                             std::to_string(comm_->group_size(op.group)) + " ranks, the plan " + std::to_string(g));
+    }
+    if constexpr (std::is_same_v<S, float>) {
+      comm_->run(op, send.p, recv.p, send.n, recv.n, reduction);
+      return;
+    }
+  }
+  // One process, one rank's shard: what the rank would hold after the call if every rank
+  // held what it holds (sums over one rank, its block everywhere).
+  switch (op.collective) {
+    case Collective::kAllReduce:
+    case Collective::kAllToAll:
+      if (send.p != recv.p) std::copy_n(send.p, send.n, recv.p);
+      return;
+    case Collective::kAllGather:
+      for (std::int64_t r = 0; r < g; ++r) std::copy_n(send.p, send.n, recv.p + r * send.n);
+      return;
+    case Collective::kReduceScatter: std::copy_n(send.p, recv.n, recv.p); return;
+    default: break;
+  }
+  throw std::logic_error("transformer layer: no collective " + std::string(collective_name(op.collective)));
 }
 
 template <typename S>
-void TransformerCpuOpsT<S>::sp_reduce_scatter(const Tensor& full, Tensor& shard, std::int64_t n_shard, std::int64_t) {
-  std::copy_n(full.p, n_shard, shard.p);  // this rank's slice of a sum over one rank
-}
-
-template <typename S>
-void TransformerCpuOpsT<S>::ulysses_all_to_all(const Tensor& in, Tensor& out, std::int64_t n, std::int64_t) {
-  std::copy_n(in.p, n, out.p);
+void TransformerCpuOpsT<S>::transpose_blocks(const Tensor& x, Tensor& y, std::int64_t outer, std::int64_t blocks,
+                                             std::int64_t inner, bool inverse) {
+  for (std::int64_t o = 0; o < outer; ++o)
+    for (std::int64_t j = 0; j < blocks; ++j) {
+      const std::int64_t a = (o * blocks + j) * inner, b = (j * outer + o) * inner;  // [o][j], [j][o]
+      if (inverse) std::copy_n(x.p + b, inner, y.p + a);
+      else std::copy_n(x.p + a, inner, y.p + b);
+    }
 }
 
 // ---- the stack's -----------------------------------------------------------------------------
 
 template <typename S>
 void TransformerCpuOpsT<S>::embedding_fwd(const Tensor& table, const Tensor* pos, const Tensor& tokens, Tensor& x,
-                                          std::int64_t rows, std::int64_t seq_local, std::int64_t h) {
+                                          std::int64_t rows, std::int64_t seq_local, std::int64_t h,
+                                          std::int64_t vocab_start) {
+  const std::int64_t table_rows = table.n / h;
   for (std::int64_t r = 0; r < rows; ++r) {
-    const S* e = table.p + static_cast<std::int64_t>(tokens.i32()[r]) * h;
-    for (std::int64_t c = 0; c < h; ++c) x.p[r * h + c] = e[c] + (pos ? pos->p[(r % seq_local) * h + c] : S{0});
+    const std::int64_t id = static_cast<std::int64_t>(tokens.i32()[r]) - vocab_start;
+    const S* e = id >= 0 && id < table_rows ? table.p + id * h : nullptr;  // another rank's slice: zero
+    for (std::int64_t c = 0; c < h; ++c) {
+      x.p[r * h + c] = (e ? e[c] : S{0}) + (pos ? pos->p[(r % seq_local) * h + c] : S{0});
+    }
   }
 }
 
 template <typename S>
 void TransformerCpuOpsT<S>::embedding_bwd(const Tensor& dx, const Tensor& tokens, Tensor& dtable, Tensor* dpos,
-                                          std::int64_t rows, std::int64_t seq_local, std::int64_t h) {
+                                          std::int64_t rows, std::int64_t seq_local, std::int64_t h,
+                                          std::int64_t vocab_start) {
   if (dpos) std::fill_n(dpos->p, dpos->n, S{0});
+  const std::int64_t table_rows = dtable.n / h;
   for (std::int64_t r = 0; r < rows; ++r) {
-    S* de = dtable.p + static_cast<std::int64_t>(tokens.i32()[r]) * h;
+    const std::int64_t id = static_cast<std::int64_t>(tokens.i32()[r]) - vocab_start;
+    S* de = id >= 0 && id < table_rows ? dtable.p + id * h : nullptr;
     for (std::int64_t c = 0; c < h; ++c) {
-      de[c] += dx.p[r * h + c];
+      if (de) de[c] += dx.p[r * h + c];
       if (dpos) dpos->p[(r % seq_local) * h + c] += dx.p[r * h + c];
     }
   }
@@ -532,6 +585,14 @@ void TransformerCpuOpsT<S>::ce_chunk_fwd(const Tensor& logits, const Tensor& tar
     run_sum.p[r] = static_cast<S>(sum);
     const std::int64_t t = targets.i32()[r] - col0;
     if (t >= 0 && t < cols) target_logit.p[r] = z[t];
+  }
+}
+
+template <typename S>
+void TransformerCpuOpsT<S>::ce_rescale(const Tensor& local_max, const Tensor& global_max, Tensor& run_sum,
+                                       std::int64_t rows) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    run_sum.p[r] = static_cast<S>(run_sum.p[r] * std::exp(static_cast<double>(local_max.p[r]) - global_max.p[r]));
   }
 }
 
@@ -658,7 +719,7 @@ TransformerStackInputs make_transformer_stack_inputs(const TransformerStackDims&
   std::mt19937_64 rng(seed);
   TransformerStackInputs in;
   std::uniform_int_distribution<std::int32_t> tok(0, static_cast<std::int32_t>(d.vocab - 1));
-  for (std::int64_t r = 0; r < d.rows(); ++r) {
+  for (std::int64_t r = 0; r < d.tokens(); ++r) {
     in.tokens.push_back(tok(rng));
     in.targets.push_back(tok(rng));
   }
@@ -675,8 +736,8 @@ TransformerStackRun run_transformer_stack_ref(const TransformerStackDims& d, con
   if (params.size() != in.params.size()) throw std::invalid_argument("transformer stack: parameter list mismatch");
   for (std::size_t i = 0; i < params.size(); ++i) load(params[i]->w, in.params[i]);
   stack.sync_master();
-  Ref::Tensor tokens = ops.alloc(d.rows(), Elem::kInt32, MemoryKind::kActivations, "tokens");
-  Ref::Tensor targets = ops.alloc(d.rows(), Elem::kInt32, MemoryKind::kActivations, "targets");
+  Ref::Tensor tokens = ops.alloc(d.tokens(), Elem::kInt32, MemoryKind::kActivations, "tokens");
+  Ref::Tensor targets = ops.alloc(d.tokens(), Elem::kInt32, MemoryKind::kActivations, "targets");
   Ref::Tensor loss = ops.alloc(1, Elem::kFp32, MemoryKind::kActivations, "loss");
   std::copy(in.tokens.begin(), in.tokens.end(), tokens.i32());
   std::copy(in.targets.begin(), in.targets.end(), targets.i32());

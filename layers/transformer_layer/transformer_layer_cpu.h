@@ -6,9 +6,13 @@
 //                               given (the bench's tracking allocator), real math, so its
 //                               peak is a measurement; it equals the recorder's replay byte
 //                               for byte because both run the same definition
-// Both run the one-rank versions of the collectives (copies; transformer_layer_def.h), so
-// numbers are only comparable with the reference at tp = 1 and sp = none; the memory is
-// the shard's at any tp.
+// Collectives: given HostCollectives (a comm::Communicator bound to this interface by the
+// caller, e.g. the MPI one under mpirun; layers/ does not include comm/, cmake/Layers.cmake)
+// whose groups match the plan, the fp32 executor runs each emitted CommOp on it, so the
+// Communicator records (record_into) what the layer moved; the phase follows set_phase.
+// Without one, a single process runs one rank's shard with the collectives as local
+// copies: its memory is the shard's at any tp, its numbers are a layer's only at tp = 1
+// and sp = none. The double reference runs on one process only.
 //
 // Untracked memory: per-row scratch of O(seq) scalars inside attention and the loss (what
 // a GPU kernel holds in registers or shared memory), never a tensor the model prices.
@@ -18,7 +22,7 @@
 #include <map>
 #include <vector>
 
-#include "kernels/common/check_result.h"
+#include "common/check_result.h"
 #include "layers/transformer_layer/transformer_stack_def.h"
 
 namespace seqscale {
@@ -30,6 +34,20 @@ inline CheckTolerance transformer_layer_tolerance(DType t) {
   const double rel = t == DType::kBf16 ? 6e-2 : 2e-4;
   return {rel * 1e-3, 0, rel};
 }
+
+// One emitted collective on fp32 host buffers, and the groups it runs on: what the
+// executor needs of a communicator. The caller's adapter runs op.collective on op.group
+// (all_reduce: send_count elements, send may be recv; all_gather: send_count in;
+// reduce_scatter: recv_count out; all_to_all: send_count / op.group_size per peer).
+class HostCollectives {
+ public:
+  virtual ~HostCollectives() = default;
+  virtual int group_rank(GroupKind g) const = 0;
+  virtual int group_size(GroupKind g) const = 0;
+  virtual void set_phase(Phase p) = 0;
+  virtual void run(const CommOp& op, const float* send, float* recv, std::int64_t send_count, std::int64_t recv_count,
+                   Reduction reduction) = 0;
+};
 
 template <typename S>
 class TransformerCpuOpsT {
@@ -45,7 +63,8 @@ class TransformerCpuOpsT {
   using AllocFn = std::function<void*(std::size_t)>;
   using FreeFn = std::function<void(void*)>;
 
-  explicit TransformerCpuOpsT(AllocFn alloc = {}, FreeFn free = {});
+  // `comm`: not owned; null runs the collectives as one process's copies (see above).
+  explicit TransformerCpuOpsT(AllocFn alloc = {}, FreeFn free = {}, HostCollectives* comm = nullptr);
   ~TransformerCpuOpsT();
   TransformerCpuOpsT(const TransformerCpuOpsT&) = delete;
   TransformerCpuOpsT& operator=(const TransformerCpuOpsT&) = delete;
@@ -58,7 +77,13 @@ class TransformerCpuOpsT {
   Tensor view(const Tensor& t, std::int64_t offset, std::int64_t n) const {
     return Tensor{t.p + offset, t.p + offset, n, t.elem};
   }
-  void set_phase(Phase) {}
+  void set_phase(Phase p) {
+    if (comm_) comm_->set_phase(p);
+  }
+  // The executor prices its activations as fp32; the double reference stands in for it
+  // (it runs on one process, where no collective moves a byte).
+  DType io_dtype() const { return DType::kFp32; }
+  int group_rank(GroupKind g) const { return comm_ ? comm_->group_rank(g) : 0; }
 
   void layernorm_fwd(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, Tensor& mean, Tensor& rstd,
                      std::int64_t rows, std::int64_t cols);
@@ -94,19 +119,21 @@ class TransformerCpuOpsT {
   void masked_softmax(const Tensor& scores, const Tensor* mask, Tensor& probs, std::int64_t batch, std::int64_t heads,
                       std::int64_t seq);
   void softmax_bwd(const Tensor& dp, const Tensor& p, Tensor& ds, std::int64_t rows, std::int64_t cols);
-  // One rank: the collectives move nothing between ranks (transformer_layer_def.h).
-  void tp_all_reduce(Tensor&, std::int64_t) {}
-  void sp_all_gather(const Tensor& shard, Tensor& full, std::int64_t n_shard, std::int64_t ranks);
-  void sp_reduce_scatter(const Tensor& full, Tensor& shard, std::int64_t n_shard, std::int64_t ranks);
-  void ulysses_all_to_all(const Tensor& in, Tensor& out, std::int64_t n, std::int64_t ranks);
+  // One emitted op on the Communicator, or as a local copy without one. Throws
+  // std::logic_error when op.bytes is not what the tensors hold or the Communicator's
+  // group is not op.group_size ranks.
+  void collective(const CommOp& op, const Tensor& send, Tensor& recv, Reduction reduction);
+  void transpose_blocks(const Tensor& x, Tensor& y, std::int64_t outer, std::int64_t blocks, std::int64_t inner,
+                        bool inverse);
   // The stack's.
   void embedding_fwd(const Tensor& table, const Tensor* pos, const Tensor& tokens, Tensor& x, std::int64_t rows,
-                     std::int64_t seq_local, std::int64_t h);
+                     std::int64_t seq_local, std::int64_t h, std::int64_t vocab_start);
   void embedding_bwd(const Tensor& dx, const Tensor& tokens, Tensor& dtable, Tensor* dpos, std::int64_t rows,
-                     std::int64_t seq_local, std::int64_t h);
+                     std::int64_t seq_local, std::int64_t h, std::int64_t vocab_start);
   void fill_causal_mask(Tensor& mask, std::int64_t seq);
   void ce_chunk_fwd(const Tensor& logits, const Tensor& targets, Tensor& run_max, Tensor& run_sum,
                     Tensor& target_logit, std::int64_t rows, std::int64_t cols, std::int64_t col0, bool first);
+  void ce_rescale(const Tensor& local_max, const Tensor& global_max, Tensor& run_sum, std::int64_t rows);
   void ce_finish(const Tensor& run_max, const Tensor& run_sum, const Tensor& target_logit, Tensor& lse, Tensor& loss,
                  std::int64_t rows);
   void ce_chunk_bwd(Tensor& logits, const Tensor& targets, const Tensor& lse, std::int64_t rows, std::int64_t cols,
@@ -120,6 +147,7 @@ class TransformerCpuOpsT {
  private:
   AllocFn alloc_;
   FreeFn free_;
+  HostCollectives* comm_ = nullptr;
   std::map<void*, std::int64_t> sizes_;  // live allocations, bytes
   std::int64_t live_bytes_ = 0, peak_bytes_ = 0;
 };

@@ -24,16 +24,26 @@
 // layer input released after forward, the layer recomputed at the start of its backward).
 //
 // Tensor / sequence parallel shard: the layer computes its 1/tp of the heads and of the
-// FFN (column-parallel QKV and FC1, row-parallel output and FC2, Megatron-LM). The
-// collectives are Ops calls at Megatron's f/g points; one rank runs them as copies, the
-// recorder records them as CommOps:
-//   tp only       tp_all_reduce of the row-parallel output (forward) and of the column-
+// FFN (column-parallel QKV and FC1, row-parallel output and FC2, Megatron-LM). Its
+// collectives are not written here: at the start of each block and pass the layer asks
+// the strategies' emitters (workloads/parallel/tensor_parallel_comm.h around
+// ulysses_comm.h, the ones model/comm_volume.cc prices) for that block's CommOps, and at
+// each of Megatron's f/g points hands the next one, with the tensors it moves, to
+// Ops::collective (EmittedOps checks the kind and that every op was taken). So the
+// recorder records exactly the priced ops and an executor over a Communicator runs them:
+//   tp only       all-reduce of the row-parallel output (forward) and of the column-
 //                 parallel input gradient (backward)
 //   sp=megatron   the norm output [s/tp] all-gathered before the column-parallel GEMMs (and
 //                 again in backward, for the weight gradients), the row-parallel output
 //                 reduce-scattered; backward gathers dY and reduce-scatters dX
 //   sp=ulysses    the sequence split over P ranks everywhere but the attention core, which
-//                 all-to-alls q, k, v to [s, H/P] and the context back (DeepSpeed-Ulysses)
+//                 all-to-alls q, k, v to [s, H/P] and the context back (DeepSpeed-Ulysses);
+//                 each all-to-all is packed and unpacked by transpose_blocks into tracked
+//                 workspaces (DeepSpeed's .contiguous() copies); rotary runs after the
+//                 all-to-all, on the whole sequence, so every rank rotates by the true
+//                 positions
+// The rows of a Megatron-SP shard are a contiguous block of the [b, s/P] rows (a batch
+// block when b > 1); a Ulysses rank holds [b, its s/P positions].
 //
 // Backend contract (every tensor a contiguous array of `n` elements of an Elem type):
 //   Tensor alloc(n, elem, kind, what) / release(t) / view(t, offset, n) (no ownership)
@@ -58,16 +68,30 @@
 //   masked_softmax(scores, mask_or_null, probs, batch, heads, seq)   causal; a given mask
 //       [s, s] (bool or fp32 1/0) says which entries are kept
 //   softmax_bwd(dp, p, ds, rows, cols)
-//   tp_all_reduce(t, n)                   in place over the tensor-parallel group
-//   sp_all_gather(shard, full, n_shard, ranks) / sp_reduce_scatter(full, shard, n_shard, ranks)
-//   ulysses_all_to_all(in, out, n, ranks)
+//   io_dtype()   DType of Elem::kIo (what the emitters price a byte of activation at)
+//   group_rank(group)   this rank's index in a GroupKind group (0 on one process)
+//   collective(op, send, recv, reduction)   one emitted CommOp on these tensors, in the
+//       nccl-tests convention of workloads/parallel/comm_ops.h: all_reduce send.n elements
+//       (send may be recv: in place), all_gather send -> recv (group_size x send.n),
+//       reduce_scatter send (group_size x recv.n) -> recv, all_to_all send.n elements in
+//       group_size equal blocks. reduction: kSum or kMax (all-reduce). A backend checks
+//       op.bytes against the tensors; one process without a Communicator runs one rank's
+//       shard with the collectives as local copies (the memory is the shard's, the numbers
+//       are not a layer's)
+//   transpose_blocks(x, y, outer, blocks, inner, inverse)   y [blocks, outer, inner] =
+//       x [outer, blocks, inner] (inverse: the other way), the all-to-alls' packing
 #pragma once
 #include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include <stdexcept>
+
 #include "workloads/config_error.h"
+#include "workloads/parallel/comm_ops.h"
+#include "workloads/parallel/tensor_parallel_comm.h"
+#include "workloads/parallel/ulysses_comm.h"
 #include "workloads/plan.h"
 #include "workloads/specs.h"
 #include "workloads/step_program.h"
@@ -78,6 +102,10 @@ namespace seqscale {
 // fp32 whatever the I/O dtype (norm statistics, the log-sum-exp, parameter gradients, master
 // weights and Adam moments, the loss's running max/sum); kBool the bool mask; kInt32 tokens.
 enum class Elem : std::uint8_t { kIo, kFp32, kBool, kInt32 };
+
+// The reduction of Ops::collective's all-reduce: sums (partial products, gradients) or
+// the maximum (the vocab-parallel loss's running max).
+enum class Reduction : std::uint8_t { kSum, kMax };
 
 // Head sizes the CUDA fused causal kernel is instantiated for (kernels/causal_attention);
 // the CPU executor and the reference take any.
@@ -151,24 +179,130 @@ struct TransformerLayerDims {
   }
 };
 
+// How a parameter is split over the TP group: the rank holds columns or rows
+// [r, r + 1) / tp of the whole row-major [rows, cols] weight, in `halves` equal parts when
+// the weight is [gate | up] (SwiGLU's FC1: each half split alike), or all of it
+// (kReplicated: norms and the row-parallel biases, added after the reduction).
+enum class TpSplit : std::uint8_t { kReplicated, kColumns, kRows };
+struct ParamSplit {
+  TpSplit split = TpSplit::kReplicated;
+  std::int64_t rows = 0, cols = 0, halves = 1;  // the whole weight
+};
+
+// The part of a whole parameter TP rank `rank` of `tp` holds, in the rank's layout.
+template <typename V>
+std::vector<V> tp_shard(const std::vector<V>& whole, const ParamSplit& s, std::int64_t tp, std::int64_t rank) {
+  if (s.split == TpSplit::kReplicated || tp == 1) return whole;
+  std::vector<V> out;
+  if (s.split == TpSplit::kRows) {
+    const std::int64_t r = s.rows / tp;
+    out.assign(whole.begin() + rank * r * s.cols, whole.begin() + (rank + 1) * r * s.cols);
+    return out;
+  }
+  const std::int64_t part = s.cols / s.halves, c = part / tp;  // columns a rank holds of each half
+  for (std::int64_t i = 0; i < s.rows; ++i)
+    for (std::int64_t half = 0; half < s.halves; ++half) {
+      const auto row = whole.begin() + i * s.cols + half * part + rank * c;
+      out.insert(out.end(), row, row + c);
+    }
+  return out;
+}
+
+// What the emitters are handed for this layer: its model (dtype: the backend's I/O
+// type, so the priced bytes are the bytes its tensors hold), plan and shape.
+struct LayerEmitterArgs {
+  TransformerSpec spec;
+  Plan plan;
+  RunShape shape;
+  static LayerEmitterArgs from(const TransformerLayerDims& d, DType io, std::int64_t vocab = 0) {
+    LayerEmitterArgs a;
+    a.spec.layers = 1;
+    a.spec.hidden = d.hidden;
+    a.spec.heads = d.heads;
+    a.spec.kv_heads = d.kv_heads;
+    a.spec.ffn_hidden = d.ffn;
+    a.spec.vocab = vocab;
+    a.spec.dtype = io;
+    a.spec.mlp = d.mlp;
+    a.spec.norm = d.norm;
+    a.spec.parallel_residual = d.parallel_residual;
+    a.plan.tp = static_cast<std::int32_t>(d.tp);
+    a.plan.dp = 1;
+    a.plan.sp = d.sp;
+    a.plan.sp_degree = static_cast<std::int32_t>(d.ulysses());
+    a.plan.recompute = d.recompute;
+    a.plan.attn = d.attn;
+    a.shape = RunShape{d.seq, d.batch, d.batch};  // one micro-batch
+    return a;
+  }
+};
+
+// The CommOps of one block and pass as its emitter lists them, taken in order at the
+// definition's f/g points. A kind the emitter did not list next, or an op left untaken
+// when the next block opens, is a definition that drifted from its emitter: a logic_error
+// naming the block.
+class EmittedOps {
+ public:
+  template <class Emit>
+  void open(const char* block, Emit&& emit) {
+    close();
+    ops_.clear();
+    next_ = 0;
+    block_ = block;
+    emit(ops_);
+  }
+  const CommOp& take(Collective c) {
+    if (next_ >= ops_.size() || ops_[next_].collective != c) {
+      throw std::logic_error(std::string("transformer layer: ") + block_ + " runs " + std::string(collective_name(c)) +
+                             " as collective " + std::to_string(next_) + ", its emitter listed " +
+                             (next_ < ops_.size() ? std::string(collective_name(ops_[next_].collective)) : "no more"));
+    }
+    return ops_[next_++];
+  }
+  void close() {
+    if (next_ != ops_.size()) {
+      throw std::logic_error(std::string("transformer layer: ") + block_ + " took " + std::to_string(next_) + " of the " +
+                             std::to_string(ops_.size()) + " collectives its emitter listed");
+    }
+  }
+
+ private:
+  CommOps ops_;
+  std::size_t next_ = 0;
+  const char* block_ = "";
+};
+
 template <class Ops>
 class TransformerLayer {
  public:
   using T = typename Ops::Tensor;
   struct Param { T w, dw; };
 
-  TransformerLayer(Ops& ops, const TransformerLayerDims& d) : ops_(ops), d_(d) { declare(); }
+  TransformerLayer(Ops& ops, const TransformerLayerDims& d)
+      : ops_(ops), d_(d), emitter_(LayerEmitterArgs::from(d, ops.io_dtype())) {
+    declare();
+  }
   TransformerLayer(const TransformerLayer&) = delete;  // params_ points into the members
   TransformerLayer& operator=(const TransformerLayer&) = delete;
 
   const TransformerLayerDims& dims() const { return d_; }
   std::vector<Param*>& params() { return params_; }
+  // How each of params() (same order) is split over the TP group (ParamSplit).
+  const std::vector<ParamSplit>& param_splits() const { return splits_; }
+  // The replicated parameters: under Megatron-SP each rank's gradients of these are
+  // partial sums over its sequence shard (tensor_parallel_comm.h sequence_parallel_grads).
+  std::vector<Param*> replicated_params() {
+    std::vector<Param*> out;
+    for (std::size_t i = 0; i < params_.size(); ++i)
+      if (splits_[i].split == TpSplit::kReplicated) out.push_back(params_[i]);
+    return out;
+  }
 
   // y [rows_out, h] from x (the caller's; kept, not owned, until backward). The caller owns y.
   T forward(const T& x, const T* mask) {
     x_ = x;
     mask_ = mask;
-    T y = forward_impl();
+    T y = forward_impl(Phase::kForward);
     if (d_.recompute == Recompute::kFull) release_saved();  // only the input stays
     return y;
   }
@@ -178,7 +312,7 @@ class TransformerLayer {
   void backward(const T& dy, T& dx) {
     if (d_.recompute == Recompute::kFull) {
       ops_.set_phase(Phase::kRecompute);
-      T y = forward_impl();
+      T y = forward_impl(Phase::kRecompute);
       release(y);
       ops_.set_phase(Phase::kBackward);
     }
@@ -198,34 +332,44 @@ class TransformerLayer {
   void make_norm(Norm& n, const char* what) {
     n.w = make_param(d_.hidden, what);
     params_.push_back(&n.w);
+    splits_.push_back({TpSplit::kReplicated, 1, d_.hidden, 1});
     if (d_.norm == NormKind::kLayerNorm) {
       n.b = make_param(d_.hidden, what);
       params_.push_back(&n.b);
+      splits_.push_back({TpSplit::kReplicated, 1, d_.hidden, 1});
     }
   }
-  void make_linear(Linear& l, std::int64_t in, std::int64_t out, bool bias, const char* what) {
+  // `split`: kColumns (column-parallel: out is this rank's 1/tp) or kRows (row-parallel:
+  // in is); the whole weight is tp times larger along it. halves: SwiGLU's [gate | up].
+  void make_linear(Linear& l, std::int64_t in, std::int64_t out, bool bias, const char* what, TpSplit split,
+                   std::int64_t halves = 1) {
     l.in = in;
     l.out = out;
     l.bias = bias;
     l.w = make_param(in * out, what);
     params_.push_back(&l.w);
+    const std::int64_t t = d_.tp;
+    splits_.push_back(split == TpSplit::kColumns ? ParamSplit{split, in, out * t, halves} : ParamSplit{split, in * t, out, 1});
     if (bias) {
       l.b = make_param(out, what);
       params_.push_back(&l.b);
+      splits_.push_back(split == TpSplit::kColumns ? ParamSplit{split, 1, out * t, halves}
+                                                 : ParamSplit{TpSplit::kReplicated, 1, out, 1});
     }
   }
   void declare() {
     const std::int64_t h = d_.hidden, hd = d_.head_dim;
     make_norm(n1_, "norm1");
-    make_linear(q_, h, d_.heads_local() * hd, d_.bias(), "attention_q");
-    make_linear(k_, h, d_.kv_local() * hd, d_.bias(), "attention_k");
-    make_linear(v_, h, d_.kv_local() * hd, d_.bias(), "attention_v");
+    make_linear(q_, h, d_.heads_local() * hd, d_.bias(), "attention_q", TpSplit::kColumns);
+    make_linear(k_, h, d_.kv_local() * hd, d_.bias(), "attention_k", TpSplit::kColumns);
+    make_linear(v_, h, d_.kv_local() * hd, d_.bias(), "attention_v", TpSplit::kColumns);
     // Row-parallel: the bias is added once, after the reduction, so it is not sharded.
-    make_linear(o_, d_.heads_local() * hd, h, d_.bias(), "attention_dense");
+    make_linear(o_, d_.heads_local() * hd, h, d_.bias(), "attention_dense", TpSplit::kRows);
     make_norm(n2_, "norm2");
     const std::int64_t f = d_.ffn_local();
-    make_linear(fc1_, h, d_.mlp == MlpKind::kSwiglu ? 2 * f : f, d_.bias(), "mlp_fc1");
-    make_linear(fc2_, f, h, d_.bias(), "mlp_fc2");
+    const bool swiglu = d_.mlp == MlpKind::kSwiglu;
+    make_linear(fc1_, h, swiglu ? 2 * f : f, d_.bias(), "mlp_fc1", TpSplit::kColumns, swiglu ? 2 : 1);
+    make_linear(fc2_, f, h, d_.bias(), "mlp_fc2", TpSplit::kRows);
   }
 
   // ---- helpers -----------------------------------------------------------------------
@@ -270,12 +414,25 @@ class TransformerLayer {
     if (l.bias && with_bias) ops_.bias_grad(dy, l.b.dw, rows, l.out);
     if (dx) ops_.gemm(false, true, rows, l.in, l.out, 1.0, dy, l.w.w, dx_accumulate ? 1.0 : 0.0, *dx);
   }
+  // ---- collectives: the emitters' ops, in their order -------------------------------
+  // Opens a tensor-parallel block's pass: its ops (the TP collectives around, for the
+  // attention block, Ulysses' all-to-alls) from the emitters the model prices.
+  void open_block(const char* block, Phase ph, bool attention) {
+    const LayerEmitterArgs& e = emitter_;
+    emitted_.open(block, [&](CommOps& o) {
+      tensor_parallel_block(o, e.spec, e.plan, e.shape, ph, [&] {
+        if (attention) ulysses_attention(o, e.spec, e.plan, e.shape, ph);
+      });
+    });
+  }
+  void comm(Collective c, const T& send, T& recv) { ops_.collective(emitted_.take(c), send, recv, Reduction::kSum); }
+
   // Megatron-SP's f: the sequence shard [rows_out, h] gathered to [rows_in, h] (a transient
   // the caller releases). Without it the shard itself is the GEMM input.
   T gather(const T& shard, const char* what) {
     if (!d_.megatron_sp()) return shard;
     T full = work(d_.rows_in() * d_.hidden, what);
-    ops_.sp_all_gather(shard, full, d_.rows_out() * d_.hidden, d_.tp);
+    comm(Collective::kAllGather, shard, full);
     return full;
   }
   void release_gathered(T& t) {
@@ -286,55 +443,92 @@ class TransformerLayer {
   T reduce(T& partial, const char* what) {
     if (d_.megatron_sp()) {
       T shard = act(d_.rows_out() * d_.hidden, what);
-      ops_.sp_reduce_scatter(partial, shard, d_.rows_out() * d_.hidden, d_.tp);
+      comm(Collective::kReduceScatter, partial, shard);
       release(partial);
       return shard;
     }
-    if (d_.tp > 1) ops_.tp_all_reduce(partial, d_.rows_in() * d_.hidden);
+    if (d_.tp > 1) comm(Collective::kAllReduce, partial, partial);
     return partial;
   }
-  // Ulysses: [s/P, heads] <-> [s, heads/P], the same number of elements; `in` released.
-  T all_to_all(T& in, std::int64_t n, const char* what) {
+  // Ulysses (P ranks), a tensor of `heads` heads: [b, s/P, heads, d] (this rank's
+  // positions, every head) -> [b, s, heads/P, d] (every position, this rank's heads).
+  // Send block j holds head group j of this rank's rows; received block j holds rank j's
+  // rows of this rank's heads (so with b = 1 the receive needs no unpacking). `in` released.
+  T seq_to_heads(T& in, std::int64_t heads, const char* what) {
     if (d_.ulysses() == 1) return in;
-    T out = act(n, what);
-    ops_.ulysses_all_to_all(in, out, n, d_.ulysses());
+    const std::int64_t P = d_.ulysses(), b = d_.batch, sl = d_.seq / P, inner = heads / P * d_.head_dim;
+    const std::int64_t n = b * sl * heads * d_.head_dim;
+    T send = work(n, "ulysses_send");
+    ops_.transpose_blocks(in, send, b * sl, P, inner, false);
     release(in);
+    if (b == 1) {
+      T out = act(n, what);
+      comm(Collective::kAllToAll, send, out);
+      release(send);
+      return out;
+    }
+    T recv = work(n, "ulysses_recv");
+    comm(Collective::kAllToAll, send, recv);
+    release(send);
+    T out = act(n, what);
+    ops_.transpose_blocks(recv, out, b, P, sl * inner, true);
+    release(recv);
+    return out;
+  }
+  // The inverse, [b, s, heads/P, d] -> [b, s/P, heads, d] (heads: the whole count);
+  // `in` released when `release_in` (forward keeps the core's output for backward).
+  T heads_to_seq(T& in, std::int64_t heads, const char* what, bool release_in = true) {
+    if (d_.ulysses() == 1) return in;
+    const std::int64_t P = d_.ulysses(), b = d_.batch, sl = d_.seq / P, inner = heads / P * d_.head_dim;
+    const std::int64_t n = b * sl * heads * d_.head_dim;
+    T send = in;  // with b = 1 block j (rank j's rows) is already contiguous
+    if (b > 1) {
+      send = work(n, "ulysses_send");
+      ops_.transpose_blocks(in, send, b, P, sl * inner, false);
+      if (release_in) release(in);
+    }
+    T recv = work(n, "ulysses_recv");
+    comm(Collective::kAllToAll, send, recv);
+    if (b > 1) release(send);
+    else if (release_in) release(in);
+    T out = act(n, what);
+    ops_.transpose_blocks(recv, out, b * sl, P, inner, true);
+    release(recv);
     return out;
   }
 
   // ---- forward -------------------------------------------------------------------------
-  T forward_impl() {
+  T forward_impl(Phase ph) {
     const std::int64_t ro = d_.rows_out(), ri = d_.rows_in(), h = d_.hidden, hd = d_.head_dim;
     n1s_ = norm_fwd(n1_, x_, ro);
+    open_block("the attention block's forward", ph, /*attention=*/true);
     T a = gather(n1s_.y, "norm1_gathered");
     q_t_ = linear_fwd(q_, a, ri, "q");
     k_t_ = linear_fwd(k_, a, ri, "k");
     v_t_ = linear_fwd(v_, a, ri, "v");
     release_gathered(a);
-    if (d_.rotary_dims > 0) {
-      ops_.rotary(q_t_, d_.batch, d_.seq / d_.ulysses(), d_.heads_local(), hd, d_.rotary_dims, false);
-      ops_.rotary(k_t_, d_.batch, d_.seq / d_.ulysses(), d_.kv_local(), hd, d_.rotary_dims, false);
-    }
     // The attention core sees the whole sequence and heads_local / P heads.
-    q_t_ = all_to_all(q_t_, ri * d_.heads_local() * hd, "q_heads");
-    k_t_ = all_to_all(k_t_, ri * d_.kv_local() * hd, "k_heads");
-    v_t_ = all_to_all(v_t_, ri * d_.kv_local() * hd, "v_heads");
+    q_t_ = seq_to_heads(q_t_, d_.heads_local(), "q_heads");
+    k_t_ = seq_to_heads(k_t_, d_.kv_local(), "k_heads");
+    v_t_ = seq_to_heads(v_t_, d_.kv_local(), "v_heads");
+    if (d_.rotary_dims > 0) {
+      const std::int64_t u = d_.ulysses();
+      ops_.rotary(q_t_, d_.batch, d_.seq, d_.heads_local() / u, hd, d_.rotary_dims, false);
+      ops_.rotary(k_t_, d_.batch, d_.seq, d_.kv_local() / u, hd, d_.rotary_dims, false);
+    }
     core_o_ = act(ri * d_.heads_local() * hd, "attention_context");
     core_fwd(core_o_, /*recompute=*/false);
     if (d_.recompute == Recompute::kSelective) release(kept_);  // recomputed in backward
-    if (d_.ulysses() > 1) {
-      ctx_ = act(ri * d_.heads_local() * hd, "attention_context_seq");
-      ops_.ulysses_all_to_all(core_o_, ctx_, ri * d_.heads_local() * hd, d_.ulysses());
-    } else {
-      ctx_ = core_o_;  // one tensor: the core's O and the dense layer's input
-    }
+    // One tensor without Ulysses: the core's O and the dense layer's input.
+    ctx_ = heads_to_seq(core_o_, d_.heads_local(), "attention_context_seq", /*release_in=*/false);
     T attn = linear_fwd(o_, ctx_, ri, "attention_dense_out", /*add_bias=*/false);
     attn = reduce(attn, "attention_dense_out");
+    emitted_.close();
     if (o_.bias) ops_.bias_add(attn, o_.b.w, ro, h);
     T y{};
     if (d_.parallel_residual) {
       n2s_ = norm_fwd(n2_, x_, ro);
-      T m = mlp_fwd();
+      T m = mlp_fwd(ph);
       y = act(ro * h, "layer_out");
       ops_.add(x_, attn, y, ro * h);
       ops_.accumulate(y, m, ro * h);
@@ -343,7 +537,7 @@ class TransformerLayer {
       h1_ = act(ro * h, "residual1");
       ops_.add(x_, attn, h1_, ro * h);
       n2s_ = norm_fwd(n2_, h1_, ro);
-      T m = mlp_fwd();
+      T m = mlp_fwd(ph);
       y = act(ro * h, "layer_out");
       ops_.add(h1_, m, y, ro * h);
       release(m);
@@ -377,8 +571,9 @@ class TransformerLayer {
     if (!recompute) ops_.head_probs_times(kept_, v_t_, o, b, s, H, KV, hd, 1.0);
   }
 
-  T mlp_fwd() {
+  T mlp_fwd(Phase ph) {
     const std::int64_t ri = d_.rows_in(), f = d_.ffn_local();
+    open_block("the MLP block's forward", ph, /*attention=*/false);
     T b_in = gather(n2s_.y, "norm2_gathered");
     if (d_.mlp == MlpKind::kGelu) {
       // Megatron's fused bias-GELU: fc1 without its bias, gelu(u + b) reads it.
@@ -393,6 +588,7 @@ class TransformerLayer {
     release_gathered(b_in);
     T m = linear_fwd(fc2_, a_, ri, "mlp_out", /*add_bias=*/false);
     m = reduce(m, "mlp_out");
+    emitted_.close();
     if (fc2_.bias) ops_.bias_add(m, fc2_.b.w, d_.rows_out(), d_.hidden);
     return m;
   }
@@ -446,6 +642,7 @@ class TransformerLayer {
   // d(norm2 output) [rows_out, h] (new tensor) from the MLP's output gradient.
   T mlp_bwd(const T& dy) {
     const std::int64_t ri = d_.rows_in(), f = d_.ffn_local(), h = d_.hidden;
+    open_block("the MLP block's backward", Phase::kBackward, /*attention=*/false);
     T dm = gather_grad(dy, "d_mlp_out_gathered");
     if (fc2_.bias) ops_.bias_grad(dy, fc2_.b.dw, d_.rows_out(), h);  // bias after the reduction
     T da = work(ri * f, "d_mlp_act");
@@ -465,18 +662,20 @@ class TransformerLayer {
     linear_bwd(fc1_, b_in, du, &db_in, false, ri);
     release_gathered(b_in);
     release(du);
-    return reduce_grad(db_in, "d_norm2_out");
+    T d_in = reduce_grad(db_in, "d_norm2_out");
+    emitted_.close();
+    return d_in;
   }
 
   // The column-parallel input gradient reduced over the TP group (Megatron's f backward).
   T reduce_grad(T& partial, const char* what) {
     if (d_.megatron_sp()) {
       T shard = work(d_.rows_out() * d_.hidden, what);
-      ops_.sp_reduce_scatter(partial, shard, d_.rows_out() * d_.hidden, d_.tp);
+      comm(Collective::kReduceScatter, partial, shard);
       release(partial);
       return shard;
     }
-    if (d_.tp > 1) ops_.tp_all_reduce(partial, d_.rows_in() * d_.hidden);
+    if (d_.tp > 1) comm(Collective::kAllReduce, partial, partial);
     return partial;
   }
 
@@ -484,6 +683,7 @@ class TransformerLayer {
   T attention_bwd(const T& dy) {
     const std::int64_t ri = d_.rows_in(), h = d_.hidden, hd = d_.head_dim;
     const std::int64_t nq = ri * d_.heads_local() * hd, nkv = ri * d_.kv_local() * hd;
+    open_block("the attention block's backward", Phase::kBackward, /*attention=*/true);
     T dO = gather_grad(dy, "d_attention_out_gathered");
     if (o_.bias) ops_.bias_grad(dy, o_.b.dw, d_.rows_out(), h);
     T dctx = work(nq, "d_attention_context");
@@ -491,7 +691,7 @@ class TransformerLayer {
     release_gathered(dO);
     if (d_.ulysses() > 1) release(ctx_);
     ctx_ = T{};
-    dctx = all_to_all(dctx, nq, "d_attention_context_heads");
+    dctx = seq_to_heads(dctx, d_.heads_local(), "d_attention_context_heads");
     T dq = work(nq, "dq"), dk = work(nkv, "dk"), dv = work(nkv, "dv");
     core_bwd(dctx, dq, dk, dv);
     release(dctx);
@@ -499,13 +699,14 @@ class TransformerLayer {
     release(q_t_);
     release(k_t_);
     release(v_t_);
-    dq = all_to_all(dq, nq, "dq_seq");
-    dk = all_to_all(dk, nkv, "dk_seq");
-    dv = all_to_all(dv, nkv, "dv_seq");
     if (d_.rotary_dims > 0) {
-      ops_.rotary(dq, d_.batch, d_.seq / d_.ulysses(), d_.heads_local(), hd, d_.rotary_dims, true);
-      ops_.rotary(dk, d_.batch, d_.seq / d_.ulysses(), d_.kv_local(), hd, d_.rotary_dims, true);
+      const std::int64_t u = d_.ulysses();
+      ops_.rotary(dq, d_.batch, d_.seq, d_.heads_local() / u, hd, d_.rotary_dims, true);
+      ops_.rotary(dk, d_.batch, d_.seq, d_.kv_local() / u, hd, d_.rotary_dims, true);
     }
+    dq = heads_to_seq(dq, d_.heads_local(), "dq_seq");
+    dk = heads_to_seq(dk, d_.kv_local(), "dk_seq");
+    dv = heads_to_seq(dv, d_.kv_local(), "dv_seq");
     T a = gather(n1s_.y, "norm1_gathered");
     T da = work(ri * h, "d_norm1_out");
     linear_bwd(q_, a, dq, &da, false, ri);
@@ -515,7 +716,9 @@ class TransformerLayer {
     release(dq);
     release(dk);
     release(dv);
-    return reduce_grad(da, "d_norm1_out");
+    T d_in = reduce_grad(da, "d_norm1_out");
+    emitted_.close();
+    return d_in;
   }
 
   void core_bwd(const T& d_o, T& dq, T& dk, T& dv) {
@@ -548,7 +751,10 @@ class TransformerLayer {
 
   Ops& ops_;
   TransformerLayerDims d_;
+  LayerEmitterArgs emitter_;
+  EmittedOps emitted_;
   std::vector<Param*> params_;
+  std::vector<ParamSplit> splits_;
   Norm n1_, n2_;
   Linear q_, k_, v_, o_, fc1_, fc2_;
   T x_{};

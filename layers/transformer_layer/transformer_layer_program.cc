@@ -135,7 +135,7 @@ class RecordingOps {
     KernelCost c;
     c.flops = 2.0 * f(batch * heads * d) * f(seq) * f(seq);
     c.bytes = f(batch * seq * d) * (f(heads) * f(q.elem + o.elem) + f(kv_heads) * f(k.elem + v.elem)) + lse.bytes();
-    record(op_kind::kAttentionFused, {batch, seq, heads, kv_heads, d}, c);
+    record(op_kind::kCausalAttentionFwd, {batch, seq, heads, kv_heads, d}, c);
   }
   void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
                      const Tensor& d_o, Tensor& row_dot, Tensor& dq, Tensor& dk, Tensor& dv, std::int64_t batch,
@@ -146,7 +146,7 @@ class RecordingOps {
     c.bytes = f(batch * seq * d) * (f(heads) * f(q.elem + o.elem + d_o.elem + dq.elem) +
                                     f(kv_heads) * f(k.elem + v.elem + dk.elem + dv.elem)) +
               lse.bytes() + 2.0 * row_dot.bytes();
-    record(op_kind::kAttentionFused, {batch, seq, heads, kv_heads, d}, c);
+    record(op_kind::kCausalAttentionBwd, {batch, seq, heads, kv_heads, d}, c);
   }
   void head_scores(const Tensor& x, const Tensor& y, Tensor& out, std::int64_t batch, std::int64_t seq,
                    std::int64_t heads, std::int64_t y_heads, std::int64_t d, double) {
@@ -178,39 +178,36 @@ class RecordingOps {
   }
 
   // ---- collectives ---------------------------------------------------------------------
-  // TODO(issue 14, multi-rank): take these CommOps from the strategies' emitters
-  // (workloads/parallel/tensor_parallel_comm.h tensor_parallel_block, ulysses_comm.h) so
-  // the recorder and model/comm_volume.cc share one definition. Until then they follow the
-  // same convention (nccl-tests "size", workloads/parallel/comm_ops.h): an all-reduce its
-  // buffer, an all-gather its gathered output, a reduce-scatter its input, an all-to-all
-  // what the rank sends; the TP block's buffer is es * s * b * h / sd, as
-  // tensor_parallel_activation_bytes.
-  void tp_all_reduce(Tensor& t, std::int64_t n) {
-    check({&t});
-    comm(Collective::kAllReduce, GroupKind::kTensor, tp_, f(n) * f(t.elem));
+  // The op as the definition took it from the emitter (workloads/parallel/), overlap and
+  // all: the program carries exactly what model/comm_volume.cc prices. Checked against the
+  // tensors it moves, as the executor checks it.
+  DType io_dtype() const { return dtype_; }
+  int group_rank(GroupKind g) const { return g == GroupKind::kTensor ? tp_rank_ : 0; }
+  void collective(const CommOp& op, const Tensor& send, Tensor& recv, Reduction) {
+    check({&send, &recv});
+    const Tensor& moved = op.collective == Collective::kAllGather ? recv : send;
+    if (static_cast<std::int64_t>(moved.bytes()) != op.bytes) {
+      throw std::logic_error("transformer program: " + std::string(collective_name(op.collective)) + " of " +
+                             std::to_string(op.bytes) + " B moves a tensor of " +
+                             std::to_string(static_cast<std::int64_t>(moved.bytes())) + " B (" + moved.what + ")");
+    }
+    prog_.add(op);
   }
-  void sp_all_gather(const Tensor& shard, Tensor& full, std::int64_t n_shard, std::int64_t ranks) {
-    check({&shard, &full});
-    comm(Collective::kAllGather, GroupKind::kTensor, ranks, f(n_shard * ranks) * f(full.elem));
-  }
-  void sp_reduce_scatter(const Tensor& full, Tensor& shard, std::int64_t n_shard, std::int64_t ranks) {
-    check({&full, &shard});
-    comm(Collective::kReduceScatter, GroupKind::kTensor, ranks, f(n_shard * ranks) * f(full.elem));
-  }
-  void ulysses_all_to_all(const Tensor& in, Tensor& out, std::int64_t n, std::int64_t ranks) {
-    check({&in, &out});
-    comm(Collective::kAllToAll, GroupKind::kSequence, ranks, f(n) * f(in.elem));
+  // The all-to-alls' packing: a strided copy.
+  void transpose_blocks(const Tensor& x, Tensor& y, std::int64_t outer, std::int64_t blocks, std::int64_t inner, bool) {
+    check({&x, &y});
+    elementwise({outer, blocks, inner}, 0.0, f(outer * blocks * inner) * f(x.elem + y.elem));
   }
 
   // ---- the stack's ---------------------------------------------------------------------
   void embedding_fwd(const Tensor& table, const Tensor* pos, const Tensor& tokens, Tensor& x, std::int64_t rows,
-                     std::int64_t, std::int64_t h) {
+                     std::int64_t, std::int64_t h, std::int64_t) {
     check({&table, &tokens, &x});
     if (pos) check({pos});
     elementwise({rows, h}, pos ? f(rows * h) : 0.0, f(rows * h) * f(x.elem) * (pos ? 3.0 : 2.0) + tokens.bytes());
   }
   void embedding_bwd(const Tensor& dx, const Tensor& tokens, Tensor& dtable, Tensor* dpos, std::int64_t rows,
-                     std::int64_t, std::int64_t h) {
+                     std::int64_t, std::int64_t h, std::int64_t) {
     check({&dx, &tokens, &dtable});
     if (dpos) check({dpos});
     elementwise({rows, h}, f(rows * h) * (dpos ? 2.0 : 1.0),
@@ -225,6 +222,11 @@ class RecordingOps {
     check({&logits, &targets, &run_max, &run_sum, &target_logit});
     record(op_kind::kCrossEntropy, {rows, cols},
            KernelCost{4.0 * f(rows * cols), logits.bytes() + 2.0 * (run_max.bytes() + run_sum.bytes()) + targets.bytes(), 0});
+  }
+  void ce_rescale(const Tensor& local_max, const Tensor& global_max, Tensor& run_sum, std::int64_t rows) {
+    check({&local_max, &global_max, &run_sum});
+    record(op_kind::kCrossEntropy, {rows},
+           KernelCost{3.0 * f(rows), local_max.bytes() + global_max.bytes() + 2.0 * run_sum.bytes(), 0});
   }
   void ce_finish(const Tensor& run_max, const Tensor& run_sum, const Tensor& target_logit, Tensor& lse, Tensor& loss,
                  std::int64_t rows) {
@@ -244,7 +246,7 @@ class RecordingOps {
            KernelCost{12.0 * f(n), f(n) * f(w.elem + dw.elem + 2 * (master.elem + m.elem + v.elem)), 0});
   }
 
-  void set_tp(std::int64_t tp) { tp_ = tp; }
+  void set_tp_rank(int r) { tp_rank_ = r; }
   std::size_t live_tensors() const { return live_.size(); }
 
  private:
@@ -270,30 +272,21 @@ class RecordingOps {
     record(op_kind::kAttentionNaive, {batch, seq, heads, kv_heads, d},
            KernelCost{2.0 * f(batch * heads * d) * f(seq) * f(seq), bytes, 0});
   }
-  void comm(Collective c, GroupKind g, std::int64_t ranks, double bytes) {
-    CommOp op;
-    op.collective = c;
-    op.group = g;
-    op.group_size = static_cast<std::int32_t>(ranks);
-    op.bytes = static_cast<std::int64_t>(bytes);
-    op.phase = phase_;
-    prog_.add(op);
-  }
 
   StepProgram& prog_;
   DType dtype_;
   Phase phase_ = Phase::kForward;
-  std::int64_t tp_ = 1;
+  int tp_rank_ = 0;
   std::int64_t next_id_ = 0;
   std::unordered_set<std::int64_t> live_;
 };
 
 }  // namespace
 
-StepProgram build_transformer_layer_program(const TransformerLayerDims& d, MaskKind mask, DType dtype) {
+StepProgram build_transformer_layer_program(const TransformerLayerDims& d, MaskKind mask, DType dtype, int tp_rank) {
   StepProgram prog;
   RecordingOps ops(prog, dtype);
-  ops.set_tp(d.tp);
+  ops.set_tp_rank(tp_rank);
   TransformerLayerStep<RecordingOps> step(ops, d, mask);
   step.run();
   // Weights and gradients (2 a param), x, dy, dx and the mask: anything more is a leak.
@@ -305,10 +298,10 @@ StepProgram build_transformer_layer_program(const TransformerLayerDims& d, MaskK
   return prog;
 }
 
-StepProgram build_transformer_stack_program(const TransformerStackDims& d, DType dtype) {
+StepProgram build_transformer_stack_program(const TransformerStackDims& d, DType dtype, int tp_rank) {
   StepProgram prog;
   RecordingOps ops(prog, dtype);
-  ops.set_tp(d.layer.tp);
+  ops.set_tp_rank(tp_rank);
   TransformerStackStep<RecordingOps> step(ops, d);
   step.run();
   // Weights, gradients and three optimizer states a param, tokens, targets and the loss.

@@ -61,6 +61,10 @@ def axis_values(spec):
     sys.exit(f"unknown axis kind {kind}")
 
 
+BENCH_TIMING = {}  # seqscale point id -> its benchmark entry's "timing" (over the matrix's)
+PEER_TIMING = {}  # peer point id -> the same, for main()
+
+
 def points(matrix):
     for b in matrix["benchmarks"]:
         backends = b["backend"] if isinstance(b["backend"], list) else [b["backend"]]
@@ -72,6 +76,8 @@ def points(matrix):
             if any(all(params.get(k) == v for k, v in rule.items() if k != "backend")
                    and rule.get("backend", "cuda") == "cuda" for rule in b.get("exclude", [])):
                 continue
+            if "timing" in b:  # the benchmark's own timing rules (the GPU steps' longer samples)
+                BENCH_TIMING[seqscale_id(b["name"], params)] = b["timing"]
             yield b["name"], params
 
 
@@ -202,6 +208,13 @@ def make_work(name, p):
                              p["model"] + ".json")
         fn, _ = make_block_step(model, p.get("stack", "main"), impl, dtype=dt)
         return fn, 0.0, 0.0
+    if name == "transformer_layer":
+        # One GPT layer, forward + backward, in plain PyTorch (transformer_layer_torch.py) in
+        # the point's dtype (bf16 unless the point says): torch_eager (materialized causal
+        # attention) and torch_sdpa (SDPA, is_causal=True); the plan's recompute mode.
+        from transformer_layer_torch import make_layer_step  # noqa: PLC0415 -- beside this file
+        fn, _ = make_layer_step(p, p["impl"], dtype=DTYPES[p.get("dtype", "bf16")])
+        return fn, 0.0, 0.0
     if name == "copy":
         src = torch.ones(p["bytes"], device=dev, dtype=torch.uint8)
         dst = torch.empty_like(src)
@@ -246,9 +259,12 @@ def stats(samples):
             "stddev_s": sd, "rel_noise": sd / mean if len(s) > 1 and mean > 0 else 0.0, "mad_s": mad}
 
 
+STEP_BENCHES = ("evoformer_block", "transformer_layer")
+
+
 def seqscale_id(name, params):
     """The id seqscale gives the same point (suite/bench/backend/axis=value,... sorted)."""
-    suite = "steps" if name == "evoformer_block" else "kernels"
+    suite = "steps" if name in STEP_BENCHES else "kernels"
     return suite + "/" + name + "/cuda/" + ",".join(f"{k}={v}" for k, v in sorted(params.items()))
 
 
@@ -269,9 +285,14 @@ def peer_points(matrix, filters):
             continue  # one PyTorch run per point: keyed off the fused (tensor-core) entries
         if name == "evoformer_block" and params.get("attn") != "fused":
             continue
+        if name == "transformer_layer":
+            plan = dict(kv.split("=", 1) for kv in params.get("plan", "").split(",") if "=" in kv)
+            if plan.get("attn", "fused") != "fused":
+                continue  # one PyTorch run per (shape, recompute): keyed off the fused points
+            params = dict(params, plan="recompute=" + plan.get("recompute", "none"))
         if name.startswith("evoformer_attn_"):
             impls = ["torch_sdpa", "torch_eager", "cueq", "ds4sci"]
-        elif name == "evoformer_block":
+        elif name in ("evoformer_block", "transformer_layer"):
             impls = ["torch_eager", "torch_sdpa"]
         else:
             impls = ["torch"]
@@ -282,6 +303,8 @@ def peer_points(matrix, filters):
             pid = seqscale_id(name, pp)
             if pid not in peer_ids:  # kernel=tc and the default fused point are one peer point
                 peer_ids.add(pid)
+                if sid in BENCH_TIMING:
+                    PEER_TIMING[pid] = BENCH_TIMING[sid]
                 out.append((name, pid, pp))
     return out
 
@@ -343,7 +366,7 @@ def main():
     for name, pid, params in todo:
         if pid in done:
             continue
-        suite = "steps" if name == "evoformer_block" else "kernels"
+        suite = "steps" if name in STEP_BENCHES else "kernels"
         rec = {"id": pid, "suite": suite, "bench": name, "backend": "cuda", "params": params,
                "status": "ok", "reason": "", "source": "measured", "samples_s": [],
                "declared": {"flops": 0.0, "bytes": 0.0}, "metrics": {}, "wall_s": 0.0}
@@ -356,7 +379,7 @@ def main():
             if work is None:
                 continue
             fn, flops, byts = work
-            rec["samples_s"] = measure(fn, timing)
+            rec["samples_s"] = measure(fn, dict(timing, **PEER_TIMING.get(pid, {})))
             rec["declared"] = {"flops": flops, "bytes": byts}
             rec["metrics"]["peak_bytes"] = float(torch.cuda.max_memory_allocated() - base)
         except torch.cuda.OutOfMemoryError as e:

@@ -3,6 +3,7 @@
 // exactness in half precision, and fp16/bf16 conversions.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "comm/collectives/collective_bench.h"
@@ -12,6 +13,7 @@
 namespace seqscale::comm {
 namespace {
 
+// workloads/collective_sizes.h, the one home of both conventions (comm/ and model/ use it).
 TEST(CollectiveSpecs, BusBandwidthFactors) {
   EXPECT_DOUBLE_EQ(busbw_factor(Collective::kAllReduce, 8), 2.0 * 7 / 8);
   EXPECT_DOUBLE_EQ(busbw_factor(Collective::kAllGather, 8), 7.0 / 8);
@@ -19,12 +21,40 @@ TEST(CollectiveSpecs, BusBandwidthFactors) {
   EXPECT_DOUBLE_EQ(busbw_factor(Collective::kAllToAll, 2), 0.5);
   EXPECT_DOUBLE_EQ(busbw_factor(Collective::kBroadcast, 8), 1.0);
   EXPECT_DOUBLE_EQ(busbw_factor(Collective::kSendRecv, 8), 1.0);
-  EXPECT_DOUBLE_EQ(busbw_factor(Collective::kAllReduce, 1), 0.0);
+  // One rank puts nothing on a link, whatever the collective.
+  for (int k = 0; k < kNumCollectives; ++k) {
+    EXPECT_DOUBLE_EQ(busbw_factor(static_cast<Collective>(k), 1), 0.0) << collective_name(static_cast<Collective>(k));
+    EXPECT_DOUBLE_EQ(busbw_factor(static_cast<Collective>(k), 0), 0.0) << collective_name(static_cast<Collective>(k));
+  }
 }
 
-TEST(CollectiveSpecs, AllSixRegisteredWithCounts) {
-  for (const char* n : {"all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast", "send_recv"})
-    ASSERT_NE(find_collective(n), nullptr) << n;
+TEST(CollectiveSpecs, SizeIsTheLargerBuffer) {
+  // 1000 elements of bf16 per call argument on 4 ranks.
+  EXPECT_EQ(collective_size_bytes(Collective::kAllReduce, 1000, DType::kBf16, 4), 2000);
+  EXPECT_EQ(collective_size_bytes(Collective::kAllGather, 1000, DType::kBf16, 4), 8000);       // the gathered output
+  EXPECT_EQ(collective_size_bytes(Collective::kReduceScatter, 1000, DType::kBf16, 4), 8000);   // the input
+  EXPECT_EQ(collective_size_bytes(Collective::kAllToAll, 1000, DType::kBf16, 4), 8000);        // what one rank sends
+  EXPECT_EQ(collective_size_bytes(Collective::kBroadcast, 1000, DType::kBf16, 4), 2000);
+  EXPECT_EQ(collective_size_bytes(Collective::kSendRecv, 1000, DType::kFp32, 2), 4000);
+}
+
+// One spec per collective kind, registered under its collective_name(), and the spec's
+// buffers for a size are that size (rounded to whole elements per rank) as its larger buffer.
+TEST(CollectiveSpecs, EveryKindRegisteredOnceWithCounts) {
+  EXPECT_EQ(registered_collectives().size(), static_cast<std::size_t>(kNumCollectives));
+  for (int k = 0; k < kNumCollectives; ++k) {
+    const auto kind = static_cast<Collective>(k);
+    const CollectiveSpec* spec = find_collective(collective_name(kind));
+    ASSERT_NE(spec, nullptr) << collective_name(kind);
+    EXPECT_EQ(spec->kind, kind) << spec->name;
+    for (int n : {1, 2, 3, 8}) {
+      const std::int64_t size = 3 << 20;
+      const CollectiveCounts c = spec->counts(size, DType::kFp32, n);
+      const std::int64_t larger = std::max(c.send, c.recv) * 4;
+      EXPECT_LE(larger, size) << spec->name << " n=" << n;
+      EXPECT_GT(larger, size - 4 * n) << spec->name << " n=" << n;  // at most one element a rank dropped
+    }
+  }
   // 1 MiB of fp32 on 4 ranks, nccl-tests sizes.
   const auto ag = find_collective("all_gather")->counts(1 << 20, DType::kFp32, 4);
   EXPECT_EQ(ag.send, (1 << 18) / 4);

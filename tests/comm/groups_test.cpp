@@ -15,13 +15,12 @@ namespace {
 using Groups = std::vector<std::vector<int>>;
 
 TEST(Groups, Worked16RankExample) {
-  RankLayout l({.tp = 2, .sp = 2, .dp = 2, .pp = 2, .ep = 2, .gpus_per_node = 8});
+  RankLayout l({.tp = 2, .seq = 2, .dp = 2, .pp = 2, .ep = 2, .gpus_per_node = 8});
   ASSERT_EQ(l.world_size(), 16);
   EXPECT_EQ(l.all_groups(GroupKind::kTensor),
             (Groups{{0, 1}, {2, 3}, {4, 5}, {6, 7}, {8, 9}, {10, 11}, {12, 13}, {14, 15}}));
   EXPECT_EQ(l.all_groups(GroupKind::kSequence),
             (Groups{{0, 2}, {1, 3}, {4, 6}, {5, 7}, {8, 10}, {9, 11}, {12, 14}, {13, 15}}));
-  EXPECT_EQ(l.all_groups(GroupKind::kDap), l.all_groups(GroupKind::kSequence));
   EXPECT_EQ(l.all_groups(GroupKind::kData),
             (Groups{{0, 4}, {1, 5}, {2, 6}, {3, 7}, {8, 12}, {9, 13}, {10, 14}, {11, 15}}));
   EXPECT_EQ(l.all_groups(GroupKind::kExpert), l.all_groups(GroupKind::kData));
@@ -45,7 +44,7 @@ TEST(Groups, LayoutFromPlan) {
   EXPECT_EQ(l.all_groups(GroupKind::kSequence),
             (Groups{{0, 2}, {1, 3}, {4, 6}, {5, 7}, {8, 10}, {9, 11}, {12, 14}, {13, 15}}));
   Plan dap = parse_plan("dap=4,dp=2");
-  EXPECT_EQ(layout_from_plan(dap).group_size(GroupKind::kDap), 4);
+  EXPECT_EQ(layout_from_plan(dap).group_size(GroupKind::kSequence), 4);  // DAP runs on the sequence axis
   Plan lss = parse_plan("sp=lss,sp_degree=4,dp=2");
   EXPECT_EQ(layout_from_plan(lss).group_size(GroupKind::kSequence), 4);
   EXPECT_EQ(layout_from_plan(lss).group_size(GroupKind::kData), 2);
@@ -54,7 +53,7 @@ TEST(Groups, LayoutFromPlan) {
 }
 
 TEST(Groups, MegatronExampleTp2Pp4Dp2) {
-  RankLayout l({.tp = 2, .sp = 1, .dp = 2, .pp = 4});
+  RankLayout l({.tp = 2, .seq = 1, .dp = 2, .pp = 4});
   EXPECT_EQ(l.all_groups(GroupKind::kTensor),
             (Groups{{0, 1}, {2, 3}, {4, 5}, {6, 7}, {8, 9}, {10, 11}, {12, 13}, {14, 15}}));
   EXPECT_EQ(l.all_groups(GroupKind::kData),
@@ -65,25 +64,25 @@ TEST(Groups, MegatronExampleTp2Pp4Dp2) {
 // Which groups cross nodes is workloads/placement.h's answer, for the backends as for the
 // model: with one GPU a node (workloads/clusters/h100.json) every group of two or more crosses.
 TEST(Groups, OneGpuPerNodeEveryGroupCrosses) {
-  RankLayout l({.tp = 1, .sp = 2, .dp = 2, .pp = 2, .gpus_per_node = 1});
+  RankLayout l({.tp = 1, .seq = 2, .dp = 2, .pp = 2, .gpus_per_node = 1});
   EXPECT_FALSE(l.crosses_nodes(GroupKind::kTensor));  // one rank
   for (auto g : {GroupKind::kSequence, GroupKind::kData, GroupKind::kPipeline, GroupKind::kWorld})
     EXPECT_TRUE(l.crosses_nodes(g)) << group_name(g);
-  RankLayout megatron({.tp = 2, .sp = 1, .dp = 2, .pp = 4, .gpus_per_node = 8});
+  RankLayout megatron({.tp = 2, .seq = 1, .dp = 2, .pp = 4, .gpus_per_node = 8});
   EXPECT_FALSE(megatron.crosses_nodes(GroupKind::kTensor));
   EXPECT_FALSE(megatron.crosses_nodes(GroupKind::kData));
   EXPECT_TRUE(megatron.crosses_nodes(GroupKind::kPipeline));
 }
 
 TEST(Groups, ExpertGroupsCarveData) {
-  RankLayout l({.tp = 1, .sp = 1, .dp = 8, .pp = 1, .ep = 4});
+  RankLayout l({.tp = 1, .seq = 1, .dp = 8, .pp = 1, .ep = 4});
   EXPECT_EQ(l.all_groups(GroupKind::kExpert), (Groups{{0, 1, 2, 3}, {4, 5, 6, 7}}));
 }
 
 TEST(Groups, EveryKindPartitionsTheWorld) {
-  RankLayout l({.tp = 2, .sp = 3, .dp = 4, .pp = 2, .ep = 2});
-  for (auto g : {GroupKind::kTensor, GroupKind::kSequence, GroupKind::kData, GroupKind::kExpert, GroupKind::kPipeline,
-                 GroupKind::kDap, GroupKind::kWorld}) {
+  RankLayout l({.tp = 2, .seq = 3, .dp = 4, .pp = 2, .ep = 2});
+  for (int k = 0; k < kNumGroupKinds; ++k) {
+    const auto g = static_cast<GroupKind>(k);
     std::set<int> seen;
     for (const auto& grp : l.all_groups(g)) {
       EXPECT_EQ(static_cast<int>(grp.size()), l.group_size(g));

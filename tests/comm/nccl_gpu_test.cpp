@@ -33,7 +33,7 @@
 #include "comm/staging_communicator.h"
 #include "comm/strategies/cuda/strategy_math_cuda.h"
 #include "comm/strategies/strategy.h"
-#include "kernels/common/half.h"
+#include "common/half.h"
 #include "tests/support/errors.h"
 #include "tests/support/seed.h"
 

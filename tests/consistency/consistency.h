@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "comm/strategies/strategy.h"
+#include "workloads/collective_sizes.h"
 #include "workloads/specs.h"
 #include "workloads/step_program.h"
 
@@ -70,10 +71,11 @@ inline std::map<Key, std::int64_t> by_key(const std::vector<CommOp>& ops) {
   return m;
 }
 
-// What crosses each link: bytes x the nccl-tests bus-bandwidth factor, summed.
+// What crosses each link: bytes x the nccl-tests bus-bandwidth factor
+// (workloads/collective_sizes.h), summed.
 inline double link_bytes(const std::vector<CommOp>& ops) {
   double b = 0;
-  for (const CommOp& o : ops) b += static_cast<double>(o.bytes) * comm::busbw_factor(o.collective, o.group_size);
+  for (const CommOp& o : ops) b += static_cast<double>(o.bytes) * busbw_factor(o.collective, o.group_size);
   return b;
 }
 

@@ -184,7 +184,7 @@ int expect_doubled(const std::vector<Scenario>& scenarios, const Calibration& fi
 TEST(CalibrationRoundTrip, EveryOpKindMeasuredAtHalfItsDefaultEfficiencyDoublesItsTime) {
   const ClusterSpec h100 = load_cluster("h100");
   std::mt19937_64 rng(testing_support::test_seed());
-  // Between them these price every op kind: the transformer's closed form (gemm, fused or
+  // Between them these price every op kind: the transformer's closed form (gemm, causal or
   // naive attention, softmax, elementwise, cross_entropy, optimizer) and the Evoformer's
   // block programs (gemm, attention and layernorm passes, elementwise, permute, optimizer).
   const std::vector<Scenario> scenarios = {{"tiny-gpt", "h100", "attn=fused", 1, 1024},

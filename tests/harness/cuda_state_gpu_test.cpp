@@ -18,7 +18,7 @@
 #include "harness/bench/execute.h"
 #include "harness/bench/registry.h"
 #include "harness/matrix/matrix.h"
-#include "kernels/common/check.h"
+#include "common/check_cublas.h"
 #include "tests/support/gpu.h"
 
 namespace seqscale {

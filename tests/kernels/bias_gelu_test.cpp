@@ -8,7 +8,7 @@
 #include <random>
 #include <string>
 
-#include "kernels/common/half.h"
+#include "common/half.h"
 #include "kernels/bias_gelu/bias_gelu_cost.h"
 #include "kernels/bias_gelu/bias_gelu_cpu.h"
 #include "kernels/bias_gelu/bias_gelu_math.h"

@@ -22,7 +22,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "kernels/common/check_result.h"
+#include "common/check_result.h"
 #include "kernels/evoformer_attn/evoformer_attn.cuh"
 #include "kernels/evoformer_attn/evoformer_attn_ref.h"
 #include "tests/support/device_data.h"

@@ -9,8 +9,8 @@
 #include <random>
 #include <string>
 
-#include "kernels/common/check_result.h"
-#include "kernels/common/half.h"
+#include "common/check_result.h"
+#include "common/half.h"
 #include "kernels/gemm/gemm.cuh"
 #include "kernels/gemm/gemm_ref.h"
 #include "tests/support/device_data.h"

@@ -11,7 +11,7 @@
 #include <random>
 #include <string>
 
-#include "kernels/common/check_result.h"
+#include "common/check_result.h"
 #include "kernels/layernorm/layernorm.cuh"
 #include "kernels/layernorm/layernorm_cost.h"
 #include "kernels/layernorm/layernorm_ref.h"

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <random>
 
-#include "kernels/common/half.h"
+#include "common/half.h"
 #include "kernels/layernorm/layernorm_cost.h"
 #include "kernels/layernorm/layernorm_ref.h"
 #include "tests/support/seed.h"

@@ -7,7 +7,7 @@
 #include <random>
 #include <string>
 
-#include "kernels/common/half.h"
+#include "common/half.h"
 #include "kernels/rmsnorm/rmsnorm_cost.h"
 #include "kernels/rmsnorm/rmsnorm_cpu.h"
 #include "kernels/rmsnorm/rmsnorm_ref.h"

@@ -10,7 +10,7 @@
 #include <random>
 #include <string>
 
-#include "kernels/common/half.h"
+#include "common/half.h"
 #include "kernels/rotary/rotary_cost.h"
 #include "kernels/rotary/rotary_cpu.h"
 #include "kernels/rotary/rotary_ref.h"

@@ -15,8 +15,8 @@
 #include <span>
 #include <string>
 
-#include "kernels/common/check_result.h"
-#include "kernels/common/half.h"
+#include "common/check_result.h"
+#include "common/half.h"
 #include "kernels/softmax/softmax.cuh"
 #include "kernels/softmax/softmax_ref.h"
 #include "tests/support/device_data.h"

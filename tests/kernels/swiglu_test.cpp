@@ -8,7 +8,7 @@
 #include <random>
 #include <string>
 
-#include "kernels/common/half.h"
+#include "common/half.h"
 #include "kernels/swiglu/swiglu_cost.h"
 #include "kernels/swiglu/swiglu_cpu.h"
 #include "kernels/swiglu/swiglu_math.h"

@@ -15,7 +15,7 @@
 #include <string>
 #include <tuple>
 
-#include "kernels/common/check_result.h"
+#include "common/check_result.h"
 #include "layers/evoformer_block/evoformer_block.cuh"
 #include "layers/evoformer_block/evoformer_block_ref.h"
 #include "tests/support/gpu.h"

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <random>
@@ -13,7 +14,9 @@
 #include <variant>
 
 #include "layers/transformer_layer/transformer_layer_cpu.h"
+#include "model/comm_volume.h"
 #include "model/memory.h"
+#include "tests/consistency/consistency.h"
 #include "tests/support/seed.h"
 #include "layers/transformer_layer/transformer_layer_program.h"
 
@@ -44,7 +47,7 @@ TransformerStackDims random_dims(std::mt19937_64& rng) {
   l.attn = static_cast<AttentionImpl>(pick(0, 1));
   l.recompute = static_cast<Recompute>(pick(0, 2));
   d.layers = pick(1, 3);
-  d.vocab = pick(2, 40);
+  d.vocab = l.tp * pick(1, 20);  // vocab-parallel: a multiple of tp
   d.vocab_chunk = pick(1, d.vocab + 3);
   d.learned_positions = l.rotary_dims == 0;
   d.mask = static_cast<MaskKind>(pick(0, 2));
@@ -86,6 +89,60 @@ TEST(TransformerLayerProgram, ExecutorPeakEqualsReplayByteForByte) {
     const MemoryReplay replay = build_transformer_stack_program(d, DType::kFp32).replay_memory();
     EXPECT_EQ(ops.peak_bytes(), replay.peak_device_bytes) << "stack";
     EXPECT_EQ(ops.live_bytes(), replay.final_device_bytes) << "stack";
+  }
+}
+
+// The model prices gradients at kGradBytes (ZeRO's 2 B accounting); the program keeps
+// fp32 gradients (Megatron's main_grad; layers/transformer_layer/README.md NOTE 4), so its
+// Megatron-SP per-step gradient all-reduce (the one overlappable TP all-reduce) moves
+// 4 / kGradBytes times the model's bytes.
+std::vector<CommOp> with_fp32_grads(std::vector<CommOp> ops) {
+  for (CommOp& o : ops)
+    if (o.group == GroupKind::kTensor && o.collective == Collective::kAllReduce && o.overlappable)
+      o.bytes = static_cast<std::int64_t>(std::llround(static_cast<double>(o.bytes) * 4.0 / kGradBytes));
+  return ops;
+}
+
+// The program's collectives are the ones the model prices: a stack step's CommOps equal
+// transformer_step_comm's for the same model and plan (one micro-batch, one stage), less
+// the data-parallel reduction, which is the step's, op for op. (That an executor over MPI
+// moves exactly these: tests/consistency/transformer_layer_mpi_test.cpp.)
+TEST(TransformerLayerProgram, StackCollectivesAreWhatTheModelPrices) {
+  const std::uint64_t seed = testing_support::test_seed();
+  std::mt19937_64 rng(seed);
+  for (int i = 0; i < 40; ++i) {
+    TransformerStackDims d = random_dims(rng);
+    TransformerLayerDims& l = d.layer;
+    l.tp = 1 << (rng() % 3);  // 1, 2, 4
+    l.kv_heads = l.tp * l.sp_degree * (1 + static_cast<std::int64_t>(rng() % 2));
+    l.heads = l.kv_heads * (1 + static_cast<std::int64_t>(rng() % 2));
+    l.hidden = l.heads * l.head_dim;
+    l.ffn = l.tp * (3 + static_cast<std::int64_t>(rng() % 5));
+    l.seq = l.tp * l.sp_degree * (1 + static_cast<std::int64_t>(rng() % 4));
+    // Megatron-SP's per-step reduction is priced at GPT's 6h replicated weights a layer.
+    l.mlp = MlpKind::kGelu;
+    l.norm = NormKind::kLayerNorm;
+    d.vocab = l.tp * (1 + static_cast<std::int64_t>(rng() % 20));
+    SCOPED_TRACE(describe(d));
+    TransformerSpec t;
+    t.layers = d.layers;
+    t.hidden = l.hidden;
+    t.heads = l.heads;
+    t.kv_heads = l.kv_heads;
+    t.ffn_hidden = l.ffn;
+    t.vocab = d.vocab;
+    t.dtype = rng() % 2 ? DType::kBf16 : DType::kFp32;
+    Plan p;
+    p.tp = static_cast<std::int32_t>(l.tp);
+    p.sp = l.sp;
+    p.sp_degree = static_cast<std::int32_t>(l.ulysses());
+    p.dp = 1;
+    p.recompute = l.recompute;
+    const auto priced = with_fp32_grads(consistency::only(transformer_step_comm(t, p, RunShape{l.seq, l.batch, l.batch}, 0),
+                                                          [](const CommOp& o) { return o.group != GroupKind::kData; }));
+    const auto recorded = consistency::comm_ops(build_transformer_stack_program(d, t.dtype));
+    EXPECT_EQ(consistency::first_difference(recorded, priced), "");
+    EXPECT_EQ(priced.empty(), l.tp == 1 && l.ulysses() == 1);
   }
 }
 
@@ -146,7 +203,7 @@ TEST(TransformerLayerProgram, StoredActivationsMatchKorthikantiTermByTerm) {
   for (int i = 0; i < 40; ++i) {
     TransformerSpec t;
     t.layers = pick(1, 4);
-    t.heads = 2 * pick(1, 4);
+    t.heads = 4 * pick(1, 2);
     t.hidden = t.heads * 2 * pick(1, 8);
     t.kv_heads = t.heads;
     t.ffn_hidden = 4 * t.hidden;
@@ -154,18 +211,21 @@ TEST(TransformerLayerProgram, StoredActivationsMatchKorthikantiTermByTerm) {
     Plan p;
     p.dp = 1;
     p.tp = static_cast<std::int32_t>(pick(1, 2));
-    p.sp = pick(0, 1) ? SeqParallel::kMegatron : SeqParallel::kNone;
+    p.sp = static_cast<SeqParallel>(pick(0, 2));  // none, megatron, ulysses
+    p.sp_degree = p.sp == SeqParallel::kUlysses ? 2 : 1;
     p.attn = static_cast<AttentionImpl>(pick(0, 1));
     p.recompute = static_cast<Recompute>(pick(0, 2));
-    const RunShape shape{p.tp * pick(1, 40), pick(1, 3), 0};
+    const RunShape shape{p.tp * p.sp_degree * pick(1, 40), pick(1, 3), 0};
     const RunShape one{shape.seq, shape.micro_batch, shape.micro_batch};
     const TransformerLayerDims d = TransformerLayerDims::from(t, p, shape.seq, shape.micro_batch);
     const MemoryBreakdown mb = transformer_memory(t, ClusterSpec{}, p, one);
     const ProgramTerms got = layer_terms(d, DType::kBf16);
-    // Korthikanti's symbols; ss the shards of the sequence outside TP regions.
+    // Korthikanti's symbols; ss the shards of the sequence outside TP regions, tp the shards
+    // of the TP regions (Ulysses splits both by its degree u: ss = u, t = tp u).
     const double s = static_cast<double>(shape.seq), b = static_cast<double>(shape.micro_batch);
-    const double h = static_cast<double>(t.hidden), a = static_cast<double>(t.heads), tp = p.tp;
-    const double ss = p.sp == SeqParallel::kMegatron && p.tp > 1 ? tp : 1.0;
+    const double h = static_cast<double>(t.hidden), a = static_cast<double>(t.heads), u = p.sp_degree;
+    const double tp = p.tp * u;
+    const double ss = (p.sp == SeqParallel::kMegatron && p.tp > 1 ? static_cast<double>(p.tp) : 1.0) * u;
     const double closed = mb[MemTerm::kActivations] / static_cast<double>(t.layers);
     // The NOTE's differences: Korthikanti's two dropout masks (sbh/ss each at 1 B), and with
     // materialized attention the softmax dropout's mask and output (3as^2b/t); the program's
@@ -176,9 +236,13 @@ TEST(TransformerLayerProgram, StoredActivationsMatchKorthikantiTermByTerm) {
       expected_delta = 2.0 * s * b * h / ss - 16.0 * s * b / ss;
       if (p.attn == AttentionImpl::kMaterialized && p.recompute == Recompute::kNone) expected_delta += 3.0 * a * s * s * b / tp;
       if (p.attn == AttentionImpl::kFused && p.recompute == Recompute::kSelective) expected_delta += 4.0 * a * s * b / tp;
+      // Ulysses (NOTE 9): the attention context kept twice, the core's O in the heads layout
+      // [s, H/(tp u)] for the attention backward and its all-to-all into [s/u, H/tp] for the
+      // output projection's weight gradient; the closed form counts one (2sbh/t).
+      if (p.sp == SeqParallel::kUlysses) expected_delta -= 2.0 * s * b * h / tp;
     }
     SCOPED_TRACE("h" + std::to_string(t.hidden) + " a" + std::to_string(t.heads) + " s" + std::to_string(shape.seq) + " b" +
-                 std::to_string(shape.micro_batch) + " tp" + std::to_string(p.tp) + " sp=" + std::string(sp_name(p.sp)) +
+                 std::to_string(shape.micro_batch) + " tp" + std::to_string(p.tp) + " sp=" + std::string(sp_name(p.sp)) + "/" + std::to_string(p.sp_degree) +
                  " " + std::string(attn_name(p.attn)) + " " + std::string(recompute_name(p.recompute)));
     EXPECT_NEAR(closed - got.stored, expected_delta, 1e-6 * closed) << "closed " << closed << " program " << got.stored;
     // The backward working set (NOTE 6): the closed form counts dY and dX (4sbh/ss) on top
@@ -189,6 +253,35 @@ TEST(TransformerLayerProgram, StoredActivationsMatchKorthikantiTermByTerm) {
       EXPECT_GE(got.backward_working, 2.0 * static_cast<double>(t.ffn_hidden) * s * b / tp - 1e-9);
       // dX is the caller's tensor here (allocated before forward): the closed form less it.
       EXPECT_GE(got.backward_working, mb[MemTerm::kBackwardWorkingSet] - 2.0 * s * b * h / ss - 1e-9);
+    }
+    // Full recompute (NOTE 3, 6): both price its backward as the layer rebuilt on top of its
+    // input, then that layer's backward. The closed form's working set is what no recompute
+    // stores (less the scores, which it prices apart) plus dY, dX; the program's is what its
+    // no-recompute layer stores (less the input, already counted) plus that layer's backward
+    // working set (or the rebuilt output's moment). So the two differ by the no-recompute
+    // differences above.
+    if (p.recompute == Recompute::kFull) {
+      Plan none = p;
+      none.recompute = Recompute::kNone;
+      TransformerLayerDims dn = d;
+      dn.recompute = Recompute::kNone;
+      const ProgramTerms got_none = layer_terms(dn, DType::kBf16);
+      const double x = 2.0 * s * b * h / ss;
+      // The rebuilt layer's output (2sbh/ss, released at once) can set the peak instead when
+      // tp shrinks everything inside the layer but it.
+      const double rebuilt_then_backward = got_none.stored - x + got_none.backward_working;
+      EXPECT_GE(got.backward_working, rebuilt_then_backward - 1e-9);
+      EXPECT_LE(got.backward_working, rebuilt_then_backward + x + 1e-9);
+      // A one-token vocabulary, so the stage's peak is a layer's backward, not the loss.
+      TransformerSpec small_vocab = t;
+      small_vocab.vocab = 1;
+      const MemoryBreakdown mb_full = transformer_memory(small_vocab, ClusterSpec{}, p, one);
+      const MemoryBreakdown mb_none = transformer_memory(small_vocab, ClusterSpec{}, none, one);
+      const double closed_stored_none = mb_none[MemTerm::kActivations] / static_cast<double>(t.layers) -
+                                        (p.attn == AttentionImpl::kMaterialized ? 5.0 * a * s * s * b / tp : 0.0);
+      ASSERT_GT(mb_full[MemTerm::kBackwardWorkingSet], 0);
+      EXPECT_NEAR(mb_full[MemTerm::kBackwardWorkingSet], closed_stored_none + 4.0 * s * b * h / ss,
+                  1e-9 * mb_full[MemTerm::kBackwardWorkingSet]);
     }
   }
 }

@@ -12,7 +12,9 @@
 #include <vector>
 
 #include "layers/transformer_layer/transformer_layer_cpu.h"
+#include "layers/transformer_layer/transformer_layer_program.h"
 #include "tests/support/seed.h"
+#include "workloads/config_error.h"
 
 namespace seqscale {
 namespace {
@@ -175,6 +177,49 @@ TEST(TransformerStackExec, MatchesReference) {
     // Adam moved every weight by about lr (its first step is lr * sign(g)).
     EXPECT_NE(params[0]->w.p[0], static_cast<float>(in.params[0][0]));
   }
+}
+
+// Plans the layer cannot shard: one line naming the field (the bench turns it into a
+// failed point, the CLI into a non-zero exit). Heads not divisible by tp and a sequence
+// not divisible by Megatron-SP's degree: tests/layers/hf_config_test.cpp.
+TEST(TransformerLayerDims, BadShardingNamesTheField) {
+  auto error_of = [](auto&& f) -> std::string {
+    try {
+      f();
+    } catch (const ConfigError& e) {
+      return e.what();
+    }
+    return "";
+  };
+  TransformerSpec t;
+  t.layers = 1;
+  t.hidden = 24;
+  t.heads = 6;
+  t.kv_heads = 6;
+  t.ffn_hidden = 48;
+  t.vocab = 50;
+  Plan ulysses;
+  ulysses.sp = SeqParallel::kUlysses;
+  ulysses.sp_degree = 2;
+  const std::string seq = error_of([&] { TransformerLayerDims::from(t, ulysses, 31, 1); });
+  EXPECT_EQ(seq.rfind("seq: 31 is not divisible by the sequence-parallel degree 2", 0), 0u) << seq;
+  ulysses.sp_degree = 4;  // 6 heads over 4 Ulysses ranks
+  EXPECT_EQ(error_of([&] { TransformerLayerDims::from(t, ulysses, 32, 1); }).rfind("kv_heads:", 0), 0u);
+  Plan tp4;
+  tp4.tp = 4;
+  const std::string heads = error_of([&] { TransformerLayerDims::from(t, tp4, 32, 1); });
+  EXPECT_EQ(heads, "heads: 6 is not divisible by tp=4");
+  // The vocab-parallel table: V rows over tp ranks.
+  Plan tp3;
+  tp3.tp = 3;
+  TransformerStackDims d;
+  d.layer = TransformerLayerDims::from(t, tp3, 30, 1);
+  d.vocab = t.vocab;
+  const std::string vocab = error_of([&] { build_transformer_stack_program(d, DType::kBf16); });
+  EXPECT_EQ(vocab.rfind("vocab: 50 is not divisible by tp=3", 0), 0u) << vocab;
+  EXPECT_EQ(vocab.find('\n'), std::string::npos);
+  d.vocab = 51;
+  EXPECT_EQ(error_of([&] { build_transformer_stack_program(d, DType::kBf16); }), "");
 }
 
 }  // namespace

@@ -87,16 +87,26 @@ TEST(StepComm, UlyssesZero3AndRecomputeInOrder) {
 // ANCHORS s3: an all-reduce is a reduce-scatter plus an all-gather, so Megatron-SP's
 // activation collectives put on each link what plain TP's all-reduces do. One layer,
 // 16 tokens of width 8 (A bytes): plain TP all-reduces A 6 times (2 blocks x 2 passes, the
-// embedding, the loss's backward), Megatron-SP gathers or reduce-scatters it 12 times.
-TEST(StepComm, MegatronSpHasPlainTpsBusVolume) {
+// embedding, the loss's backward), Megatron-SP gathers or reduce-scatters it 12 times, and
+// its backward gathers each block's input again for the weight gradient (Korthikanti et
+// al. 2022 s4.2.2): 2 more all-gathers, the only overlappable activation ops.
+TEST(StepComm, MegatronSpHasPlainTpsBusVolumePlusTheBackwardRegathers) {
   const double a = 16 * 8 * 4;
   for (int tp : {2, 4, 8}) {
-    auto activation_link_bytes = [&](SeqParallel sp) {
+    auto activation_ops = [&](SeqParallel sp) {
       const auto ops = transformer_step_comm(tiny_transformer(8, 8), plan_of(tp, 1, 1, sp), shape_of(16), 0);
-      return consistency::link_bytes(consistency::only(ops, [&](const CommOp& o) { return o.bytes == a; }));
+      return consistency::only(ops, [&](const CommOp& o) { return o.bytes == a; });
     };
-    EXPECT_DOUBLE_EQ(activation_link_bytes(SeqParallel::kNone), 6 * 2.0 * (tp - 1.0) / tp * a) << tp;
-    EXPECT_DOUBLE_EQ(activation_link_bytes(SeqParallel::kMegatron), activation_link_bytes(SeqParallel::kNone)) << tp;
+    const auto plain = activation_ops(SeqParallel::kNone), megatron = activation_ops(SeqParallel::kMegatron);
+    EXPECT_DOUBLE_EQ(consistency::link_bytes(plain), 6 * 2.0 * (tp - 1.0) / tp * a) << tp;
+    const auto regathers = consistency::only(megatron, [](const CommOp& o) { return o.overlappable; });
+    ASSERT_EQ(regathers.size(), 2u) << tp;
+    for (const CommOp& o : regathers) {
+      EXPECT_EQ(o.collective, Collective::kAllGather);
+      EXPECT_EQ(o.phase, Phase::kBackward);
+    }
+    EXPECT_DOUBLE_EQ(consistency::link_bytes(megatron),
+                     consistency::link_bytes(plain) + consistency::link_bytes(regathers)) << tp;
   }
 }
 

@@ -76,12 +76,12 @@ TEST(Lss, SegmentsShrinkActivationsAndTheEstimatePricesTheGather) {
   // ZeRO-3 over dp only: every segment holds dp's shard of the states.
   EXPECT_NEAR(b[MemTerm::kOptimizer], a[MemTerm::kOptimizer] * 8, 1e3);
   const Estimate e = estimate(m, c, lss, 8, shape, default_calibration());
-  EXPECT_GT(e.time.sp_comm, 0);
+  EXPECT_GT(e.time.seq_comm, 0);
   // The segment gradient average (hidden behind the last backward here, so not exposed).
   const auto seq_avg = by_key(transformer_step_comm(m.transformer(), e.plan, e.shape, 0))
       [{GroupKind::kSequence, Phase::kBackward, Collective::kAllReduce}];
   EXPECT_EQ(seq_avg, std::llround(kGradBytes * transformer_params(m.transformer(), shape.seq)));
-  EXPECT_NEAR(e.time.step, e.time.compute + e.time.tp_comm + e.time.sp_comm + e.time.ep_comm + e.time.pp_comm +
+  EXPECT_NEAR(e.time.step, e.time.compute + e.time.tp_comm + e.time.seq_comm + e.time.ep_comm + e.time.pp_comm +
                                e.time.bubble + e.time.dp_comm + e.time.zero3_comm + e.time.optimizer + e.time.offload,
               1e-12);
 }

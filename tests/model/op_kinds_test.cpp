@@ -3,12 +3,15 @@
 // in a file and in a lookup.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
 #include <string>
+#include <variant>
 
 #include "model/calibration.h"
+#include "model/estimate.h"
 #include "layers/evoformer_block/evoformer_block_program.h"
 #include "model/evoformer_program.h"
 #include "model/transformer_program.h"
@@ -42,6 +45,40 @@ TEST(OpKinds, BenchmarksMapToTheOpKindTheyMeasure) {
   EXPECT_EQ(bench_op_kind("all_to_all"), std::nullopt);
   EXPECT_EQ(benches_measuring(op_kind::kAttentionFusedFwd).front(), "evoformer_attn_fused_fwd");
   EXPECT_EQ(benches_measuring(op_kind::kGemm), std::vector<std::string_view>{"gemm"});
+  // The GPT layer's causal attention is its own op kind, not the Evoformer's fused one.
+  EXPECT_EQ(bench_op_kind("causal_attention_fwd"), op_kind::kCausalAttentionFwd);
+  EXPECT_EQ(bench_op_kind("causal_attention_fwdbwd"), op_kind::kCausalAttention);
+  EXPECT_EQ(op_kind_named(op_kind::kCausalAttentionBwd).family, op_kind::kCausalAttention);
+  EXPECT_EQ(benches_measuring(op_kind::kCausalAttention).front(), "causal_attention_fwdbwd");
+  EXPECT_TRUE(std::ranges::none_of(benches_measuring(op_kind::kAttentionFused),
+                                   [](std::string_view b) { return b.starts_with("causal"); }));
+}
+
+// The transformer's attention is priced as causal_attention, recorded and in closed form:
+// its efficiency moves the GPT step and leaves the Evoformer's alone.
+TEST(OpKinds, TheTransformersAttentionIsPricedAsCausalAttention) {
+  const ModelSpec gpt = load_model("tiny-gpt");
+  Plan p = parse_plan("attn=fused");
+  validate_plan(p, gpt, 1, RunShape{256});
+  int causal = 0;
+  for (const StepOp& op : build_transformer_program(gpt.transformer(), p, RunShape{256}).ops) {
+    if (const auto* c = std::get_if<ComputeOp>(&op)) {
+      EXPECT_FALSE(c->kernel.starts_with("attention_fused")) << c->kernel;
+      causal += c->kernel.starts_with("causal_attention");
+    }
+  }
+  EXPECT_GT(causal, 0);
+  const ClusterSpec h100 = load_cluster("h100");
+  Calibration slow = default_calibration();
+  slow.compute[op_kind::kCausalAttention] = 0.01;
+  const auto step = [&](const char* model, const Calibration& cal) {
+    return estimate(load_model(model), h100, parse_plan("attn=fused"), 1, RunShape{0, 1, 0}, cal).time.step;
+  };
+  EXPECT_DOUBLE_EQ(step("tiny-evoformer", slow), step("tiny-evoformer", default_calibration()));
+  const auto gpt_step = [&](const Calibration& cal) {
+    return estimate(gpt, h100, parse_plan("attn=fused"), 1, RunShape{1024, 1, 0}, cal).time.step;
+  };
+  EXPECT_GT(gpt_step(slow), gpt_step(default_calibration()));
 }
 
 void expect_only_op_kinds(const StepProgram& prog, const std::string& what) {

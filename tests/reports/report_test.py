@@ -7,6 +7,7 @@ is one line and exit 2.
 
   SEQSCALE_BIN=build/harness/cli/seqscale python3 -m unittest -v report_test   (from tests/reports)
 """
+import json
 import os
 import re
 import shutil
@@ -193,6 +194,37 @@ class ReportTest(unittest.TestCase):
         self.assertIn("results: 2 file(s)", md)
         self.assertIn("No memory sweep", md)
         self.assert_figures(["memory"])
+
+    def test_measured_max_seq_beside_results(self):
+        """bench --maxseq writes DIR/results.json and DIR/measured_max_seq.json: report reads both,
+        and the bisection's rows (measured_max, predicted_max) are a table apart from the model's
+        search (maxseq files)."""
+        run = os.path.join(self.tmp, "bisect")
+        os.makedirs(run)
+        shutil.copy(os.path.join(support.FIXTURES, "oom", "results.json"), run)
+        rows = [{"bench": "transformer_stack", "backend": "cpu", "axis": "seq", "group": {"model": "tiny-gpt"},
+                 "probes": [], "first_infeasible_reason": "out of memory", "measured_max": 4096,
+                 "predicted_max": 8192},
+                {"bench": "transformer_stack", "backend": "cpu", "axis": "seq", "group": {"model": "tiny-moe"},
+                 "probes": [], "first_infeasible_reason": "", "measured_max": None, "predicted_max": None}]
+        with open(os.path.join(run, "measured_max_seq.json"), "w") as f:
+            json.dump(rows, f)
+        ran = subprocess.run([support.seqscale_binary(), "report", run, "--out", self.out, "--no-memory-sweep"],
+                             capture_output=True, text=True, timeout=120)
+        self.assertEqual(ran.returncode, 0, ran.stderr)
+        with open(os.path.join(self.out, "index.md")) as f:
+            md = f.read()
+        self.assertIn("measured max-sequence files: 1", md)
+        self.assertIn("| transformer_stack | cpu | seq | model=tiny-gpt | 4,096 | 8,192 | +100% |", md)
+        self.assertIn("| model=tiny-moe | none fits | - |", md)
+        # A row without predicted_max is a one-line error naming the row and field.
+        del rows[0]["predicted_max"]
+        with open(os.path.join(run, "measured_max_seq.json"), "w") as f:
+            json.dump(rows, f)
+        ran = subprocess.run([support.seqscale_binary(), "report", run, "--out", self.out, "--no-memory-sweep"],
+                             capture_output=True, text=True, timeout=120)
+        self.assert_one_line_error(ran, "row 0: field 'predicted_max'")
+
 
 if __name__ == "__main__":
     unittest.main()

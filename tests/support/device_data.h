@@ -9,7 +9,7 @@
 #include <cstring>
 #include <vector>
 
-#include "kernels/common/half.h"
+#include "common/half.h"
 #include "workloads/dtype.h"
 
 namespace seqscale::testing_support {

@@ -10,7 +10,7 @@
 // Conventions every emitter follows:
 // - An emitter appends to a CommOps the caller owns (no allocation of its own: the search
 //   reuses one vector per step), in the order the rank issues the calls.
-// - Bytes are the nccl-tests "size" of the call (comm/README.md): all_reduce, broadcast,
+// - Bytes are the nccl-tests "size" of the call (workloads/collective_sizes.h): all_reduce, broadcast,
 //   send and recv the buffer; all_gather the gathered output; reduce_scatter the input;
 //   all_to_all what the rank sends. Computed in double from the shapes, rounded once.
 // - A group of one rank issues nothing (as Megatron's mappings return their input when

@@ -54,7 +54,7 @@ Half pair_half(const EvoformerSpec& e, const Plan& p, const BlockDims& d) {
 
 void emit_half(CommOps& ops, const Half& h, const Plan& p, Phase ph) {
   auto add = [&](const Coll& c, Collective kind) {
-    if (c.bytes > 0) emit(ops, kind, GroupKind::kDap, p.dap, c.bytes, ph, c.overlappable);
+    if (c.bytes > 0) emit(ops, kind, GroupKind::kSequence, p.dap, c.bytes, ph, c.overlappable);
   };
   if (ph != Phase::kBackward) {
     for (int i = 0; i < h.n; ++i) add(h.ops[i], h.ops[i].c);
@@ -93,7 +93,7 @@ void dap_stack_exit(CommOps& ops, const EvoformerSpec& e, const Plan& p, const R
 
 void dap_weight_grads(CommOps& ops, const Plan& p, double grad_bytes) {
   if (p.dap <= 1) return;
-  emit(ops, Collective::kAllReduce, GroupKind::kDap, p.dap, grad_bytes, Phase::kBackward, true);
+  emit(ops, Collective::kAllReduce, GroupKind::kSequence, p.dap, grad_bytes, Phase::kBackward, true);
 }
 
 }  // namespace seqscale

@@ -1,5 +1,6 @@
 // Dynamic Axial Parallelism for the Evoformer (FastFold, Cheng et al. 2022; ANCHORS.md
-// s2) on the DAP group (kDap, dap ranks), as FastFold's fastnn EvoformerBlock runs it.
+// s2) on the dap ranks of GroupKind::kSequence (the rank layout's sequence axis), as
+// FastFold's fastnn EvoformerBlock runs it.
 // The MSA m [R, N_res, c] (R = N_seq, c = c_m; extra-MSA blocks R = N_extra, c = c_e) is
 // split along R for the row ops and along N_res for the column ops, the pair z [N_res,
 // N_res, c_z] by rows; an all-to-all switches a split, an all-gather assembles what
@@ -22,7 +23,8 @@
 // Gather.backward only splits, which is wrong for a partial sum). A collective with no
 // payload (a dimension of 0) is left out.
 // Per step, the replicated weights saw a shard of every block's input on each DAP rank:
-// their gradients are all-reduced over kDap (then over kData, data_parallel_comm.h).
+// their gradients are all-reduced over the DAP ranks (kSequence), then over kData
+// (data_parallel_comm.h).
 // Consumers: model/comm_volume.cc for whole stacks; comm/strategies/dap.cc runs one
 // block's MSA half as the stack's last.
 #pragma once

@@ -1,6 +1,6 @@
 // LSS Transformer's segmented sequence parallelism (Wang et al. 2023, "Ultra-Long
 // Sequence Distributed Transformer"; ANCHORS.md s3) on the segment ranks (kSequence):
-// every layer runs on a 1/sp segment of the sequence with replicated weights.
+// every layer runs on a 1/sp_degree segment of the sequence with replicated weights.
 //   fused communication   per layer, k and v of every token travel in one all-gather
 //                         ([k | v], es*s*b*2*kv_width gathered, kv_width the rank's
 //                         kv_heads*head_dim/tp) forward and recompute, and their

@@ -10,7 +10,11 @@
 //   Megatron-SP  the sequence shard is all-gathered before the block and the output
 //                reduce-scattered after it; backward gathers dY, reduce-scatters dX.
 //                Same size as plain TP's all-reduce, and the same bus volume: an
-//                all-reduce is a reduce-scatter plus an all-gather (ANCHORS.md s3)
+//                all-reduce is a reduce-scatter plus an all-gather (ANCHORS.md s3).
+//                Backward also gathers the block's input X again for the column-
+//                parallel weight gradient: forward keeps only the shard, as Megatron's
+//                LinearWithGradAccumulationAndAsyncCommunication saves it (Korthikanti
+//                et al. 2022 s4.2.2); it overlaps the dX GEMM, so it is overlappable.
 // Consumers: model/comm_volume.cc calls tensor_parallel_block twice per layer and pass;
 // comm/strategies/tensor_parallel.cc and megatron_sp.cc run one MLP block.
 #pragma once
@@ -28,7 +32,8 @@ double tensor_parallel_activation_bytes(const TransformerSpec& t, const Plan& p,
 // runs inside the block between the TP collectives (Ulysses or LSS around the attention
 // core, MoE dispatch and combine around the experts). The order is the same in every
 // pass: the gather (of X forward, of dY backward) opens the block, the reduction (of Y
-// forward, of dX backward) closes it.
+// forward, of dX backward) closes it; Megatron-SP's backward re-gather of X comes just
+// before that reduction (layers/transformer_layer/transformer_layer_def.h runs this order).
 template <typename Core>
 void tensor_parallel_block(CommOps& ops, const TransformerSpec& t, const Plan& p, const RunShape& shape, Phase ph,
                            Core&& core) {
@@ -37,10 +42,11 @@ void tensor_parallel_block(CommOps& ops, const TransformerSpec& t, const Plan& p
     return;
   }
   const double bytes = tensor_parallel_activation_bytes(t, p, shape);
-  const bool sp = p.sp == SeqParallel::kMegatron;
-  if (sp) emit(ops, Collective::kAllGather, GroupKind::kTensor, p.tp, bytes, ph);
+  const bool megatron_sp = p.sp == SeqParallel::kMegatron;
+  if (megatron_sp) emit(ops, Collective::kAllGather, GroupKind::kTensor, p.tp, bytes, ph);
   core();
-  emit(ops, sp ? Collective::kReduceScatter : Collective::kAllReduce, GroupKind::kTensor, p.tp, bytes, ph);
+  if (megatron_sp && ph == Phase::kBackward) emit(ops, Collective::kAllGather, GroupKind::kTensor, p.tp, bytes, ph, true);
+  emit(ops, megatron_sp ? Collective::kReduceScatter : Collective::kAllReduce, GroupKind::kTensor, p.tp, bytes, ph);
 }
 inline void tensor_parallel_block(CommOps& ops, const TransformerSpec& t, const Plan& p, const RunShape& shape,
                                   Phase ph) {

@@ -7,13 +7,13 @@ namespace {
 struct Vocab {
   double tokens, activation_bytes;  // T, and T*h*es
   Collective to_shard;              // the partial sums' reduction: all-reduce, or SP's reduce-scatter
-  bool sp;
+  bool megatron_sp;
 };
 Vocab vocab(const TransformerSpec& t, const Plan& p, const RunShape& shape) {
   const double tokens = static_cast<double>(shape.seq * shape.micro_batch) / p.seq_degree();
-  const bool sp = p.sp == SeqParallel::kMegatron;
+  const bool megatron_sp = p.sp == SeqParallel::kMegatron;
   return {tokens, static_cast<double>(dtype_bytes(t.dtype)) * tokens * static_cast<double>(t.hidden),
-          sp ? Collective::kReduceScatter : Collective::kAllReduce, sp};
+          megatron_sp ? Collective::kReduceScatter : Collective::kAllReduce, megatron_sp};
 }
 
 }  // namespace
@@ -22,14 +22,14 @@ void vocab_embedding(CommOps& ops, const TransformerSpec& t, const Plan& p, cons
   if (p.tp <= 1) return;
   const Vocab v = vocab(t, p, shape);
   if (ph == Phase::kForward) emit(ops, v.to_shard, GroupKind::kTensor, p.tp, v.activation_bytes, ph);
-  if (ph == Phase::kBackward && v.sp) emit(ops, Collective::kAllGather, GroupKind::kTensor, p.tp, v.activation_bytes, ph);
+  if (ph == Phase::kBackward && v.megatron_sp) emit(ops, Collective::kAllGather, GroupKind::kTensor, p.tp, v.activation_bytes, ph);
 }
 
 void vocab_loss(CommOps& ops, const TransformerSpec& t, const Plan& p, const RunShape& shape, Phase ph) {
   if (p.tp <= 1) return;
   const Vocab v = vocab(t, p, shape);
   if (ph == Phase::kForward) {
-    if (v.sp) emit(ops, Collective::kAllGather, GroupKind::kTensor, p.tp, v.activation_bytes, ph);
+    if (v.megatron_sp) emit(ops, Collective::kAllGather, GroupKind::kTensor, p.tp, v.activation_bytes, ph);
     for (int i = 0; i < 3; ++i) emit(ops, Collective::kAllReduce, GroupKind::kTensor, p.tp, 4.0 * v.tokens, ph);
   }
   if (ph == Phase::kBackward) emit(ops, v.to_shard, GroupKind::kTensor, p.tp, v.activation_bytes, ph);

@@ -14,7 +14,8 @@
 #include <cmath>
 #include <cstddef>
 
-#include "kernels/common/check.h"
+#include "common/check_cublas.h"
+#include "common/check_cuda.h"
 
 namespace seqscale::comm {
 namespace {

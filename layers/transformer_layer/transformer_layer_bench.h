@@ -1,0 +1,43 @@
+// What the CPU and CUDA bodies of the "transformer_layer" and "transformer_stack" benches
+// share (transformer_layer_bench.cpp, transformer_layer_bench.cu): the point's axes, the
+// model's StepProgram of the same point declared to the harness (its FLOPs and bytes, its
+// peak as metric model_peak_bytes, tokens_per_step), whether the double reference can
+// check it within the check budget, the model's side of `bench --source model`, and the
+// gradient comparison.
+//
+// Axes: model (a transformer model file or HF config.json), plan (attn, recompute, mask,
+// tp, sp, sp_degree: --plan's syntax), seq, micro_batch [1], dtype [the backend's default];
+// stack only: layers [the model's], vocab_chunk [128]. Optional overrides of the model's
+// layer: mlp (gelu | swiglu), norm (layernorm | rmsnorm), residual (sequential | parallel),
+// hidden, heads, ffn_hidden (e.g. genslm-25b with hidden 8192: head size 128).
+#pragma once
+#include <initializer_list>
+#include <memory>
+#include <vector>
+
+#include "harness/bench/registry.h"
+#include "layers/transformer_layer/transformer_layer_cpu.h"
+
+namespace seqscale {
+
+struct TransformerBenchPoint {
+  TransformerStackDims dims;  // .layer for the layer bench
+  MaskKind mask = MaskKind::kNone;
+  DType io = DType::kFp32;
+  bool checkable = false;
+  std::shared_ptr<const StepProgram> program;
+};
+
+// Parses the axes, records and declares the program. `dtypes` lists what the backend
+// runs, the first being its default. Returns false on the model's side (`bench --source
+// model`, maxseq's prediction), where the program's memory events were replayed through
+// the state's allocator and nothing is left to do.
+bool setup_transformer_point(BenchState& s, bool stack, std::initializer_list<DType> dtypes, TransformerBenchPoint& pt);
+
+// Each gradient relative to its own largest value, except one that is zero up to rounding:
+// the key bias's (softmax is invariant to a shift of a row's logits, and q . b_k shifts
+// every logit of a row alike), judged against the largest gradient of the step instead.
+CheckResult compare_transformer_grads(const std::vector<std::vector<double>>& got,
+                                      const std::vector<std::vector<double>>& want, const CheckTolerance& tol);
+
+}  // namespace seqscale
