@@ -98,31 +98,17 @@ double layer_gemm_flops(const TransformerSpec& t, const Plan& p, const RunShape&
   return flops;
 }
 
-StepProgram build_transformer_program(const TransformerSpec& t, const Plan& p, const RunShape& shape) {
-  // Each term's size comes from the closed form; the events lay them out in step order. A
-  // ClusterSpec with no context and no fragmentation leaves exactly the live bytes.
-  const ClusterSpec bare;
-  // The step-phase terms: mask=fp32 and mask=bool keep the same bool mask through the step
-  // (fp32 only adds the batch-building transient, emitted below before any activation).
-  Plan step_plan = p;
-  if (step_plan.mask == MaskKind::kFp32) step_plan.mask = MaskKind::kBool;
-  const MemoryBreakdown mb = transformer_memory(t, bare, step_plan, shape);
-  StepProgram prog;
-  const double s = static_cast<double>(shape.seq), b = static_cast<double>(shape.micro_batch);
-  const double h = static_cast<double>(t.hidden), V = static_cast<double>(t.vocab);
-  const double tu = static_cast<double>(p.tp) * p.seq_degree();
-  const bool last = mb.stage == p.pp - 1;
-  const std::int64_t layers_stage = t.layers / p.pp;
-  const std::int64_t m = micro_batches(p, shape);
+namespace {
 
-  // States and persistent extras.
+// The step's states and persistent extras (sizes from the closed form's terms), and the
+// causal mask: with mask=fp32, tril(ones) in fp32 then the bool kept (memory.cc).
+void add_state_events(StepProgram& prog, const MemoryBreakdown& mb, const Plan& p, const RunShape& shape) {
   prog.alloc(MemoryKind::kParameters, to_bytes(mb[MemTerm::kParameters]), "parameters");
   prog.alloc(MemoryKind::kGradients, to_bytes(mb[MemTerm::kGradients]), "gradients");
   prog.alloc(MemoryKind::kOptimizerStates, to_bytes(mb[MemTerm::kOptimizer]), "optimizer_states");
   if (mb.host_bytes > 0) prog.alloc(MemoryKind::kOptimizerStates, to_bytes(mb.host_bytes), "offloaded_states", true);
   prog.alloc(MemoryKind::kParameters, to_bytes(mb[MemTerm::kPositionTable]), "position_table");
   prog.alloc(MemoryKind::kCommBuffers, to_bytes(mb[MemTerm::kCommBuffers]), "comm_buffers");
-  // The causal mask: with mask=fp32, tril(ones) in fp32 then the bool kept (memory.cc).
   const double s2 = static_cast<double>(shape.seq) * static_cast<double>(shape.seq);
   if (p.mask == MaskKind::kFp32) {
     prog.alloc(MemoryKind::kWorkspace, to_bytes(4.0 * s2), "mask_ones_fp32");
@@ -133,6 +119,48 @@ StepProgram build_transformer_program(const TransformerSpec& t, const Plan& p, c
   if (p.mask == MaskKind::kFp32) prog.free(MemoryKind::kWorkspace, to_bytes(4.0 * s2), "mask_tril_fp32");
   prog.alloc(MemoryKind::kWorkspace, to_bytes(mb[MemTerm::kZero3Gather]), "zero3_gathered_layer");
   prog.alloc(MemoryKind::kCommBuffers, to_bytes(mb[MemTerm::kSpGatherBuffers]), "sp_gather_buffers");
+}
+
+// The loss on the last stage of a one-stage program (estimate() prices the same ops):
+// Megatron's vocab-parallel output GEMM, forward and its two backward GEMMs, and the
+// cross-entropy over the whole sequence's logits (18 B a logit, kLogitBytesPerElement).
+// The definition's chunked loss (transformer_stack_def.h) is not what the closed form
+// prices (layers/transformer_layer/README.md NOTE 5).
+void add_loss_ops(StepProgram& prog, const TransformerSpec& t, const Plan& p, const RunShape& shape, std::int64_t m) {
+  const double s = static_cast<double>(shape.seq), b = static_cast<double>(shape.micro_batch);
+  const double h = static_cast<double>(t.hidden), V = static_cast<double>(t.vocab);
+  const double tu = static_cast<double>(p.tp) * p.seq_degree();
+  const double logits = s * b * V / tu, logit_flops = 2.0 * s * b * h * V / tu;
+  const double logit_gemm_bytes = static_cast<double>(dtype_bytes(t.dtype)) * (logits + V * h / p.tp);
+  for (Phase phase : {Phase::kForward, Phase::kBackward, Phase::kBackward}) {
+    for (std::int64_t mb_i = 0; mb_i < m; ++mb_i) {
+      prog.add(ComputeOp{op_kind::kGemm, {shape.seq, t.vocab}, t.dtype, KernelCost{logit_flops, logit_gemm_bytes, 0},
+                         phase, -1});
+    }
+  }
+  for (std::int64_t mb_i = 0; mb_i < m; ++mb_i) {
+    prog.add(ComputeOp{op_kind::kCrossEntropy, {shape.seq, t.vocab}, t.dtype,
+                       KernelCost{0, kLogitBytesPerElement * logits, 0}, Phase::kForward, -1});
+  }
+}
+
+}  // namespace
+
+StepProgram build_transformer_program(const TransformerSpec& t, const Plan& p, const RunShape& shape) {
+  // Each term's size comes from the closed form; the events lay them out in step order. A
+  // ClusterSpec with no context and no fragmentation leaves exactly the live bytes.
+  const ClusterSpec bare;
+  // The step-phase terms: mask=fp32 and mask=bool keep the same bool mask through the step
+  // (fp32 only adds the batch-building transient, emitted below before any activation).
+  Plan step_plan = p;
+  if (step_plan.mask == MaskKind::kFp32) step_plan.mask = MaskKind::kBool;
+  const MemoryBreakdown mb = transformer_memory(t, bare, step_plan, shape);
+  StepProgram prog;
+  const bool last = mb.stage == p.pp - 1;
+  const std::int64_t layers_stage = t.layers / p.pp;
+  const std::int64_t m = micro_batches(p, shape);
+
+  add_state_events(prog, mb, p, shape);
 
   // Stored activations: one chunk per (layer, micro-batch in flight) on the first stage.
   const double in_flight_total = mb[MemTerm::kActivations];
@@ -151,25 +179,7 @@ StepProgram build_transformer_program(const TransformerSpec& t, const Plan& p, c
   for (std::int64_t mb_i = 0; mb_i < m; ++mb_i) {
     for (std::int64_t l = 0; l < layers_stage; ++l) add_layer_ops(prog, layer.forward, static_cast<std::int32_t>(l));
   }
-  // The loss on the last stage of a one-stage program (estimate() prices the same ops):
-  // Megatron's vocab-parallel output GEMM, forward and its two backward GEMMs, and the
-  // cross-entropy over the whole sequence's logits (18 B a logit, kLogitBytesPerElement).
-  // The definition's chunked loss (transformer_stack_def.h) is not what the closed form
-  // prices (layers/transformer_layer/README.md NOTE 5).
-  if (last && p.pp == 1) {
-    const double logits = s * b * V / tu, logit_flops = 2.0 * s * b * h * V / tu;
-    const double logit_gemm_bytes = static_cast<double>(dtype_bytes(t.dtype)) * (logits + V * h / p.tp);
-    for (Phase phase : {Phase::kForward, Phase::kBackward, Phase::kBackward}) {
-      for (std::int64_t mb_i = 0; mb_i < m; ++mb_i) {
-        prog.add(ComputeOp{op_kind::kGemm, {shape.seq, t.vocab}, t.dtype, KernelCost{logit_flops, logit_gemm_bytes, 0},
-                           phase, -1});
-      }
-    }
-    for (std::int64_t mb_i = 0; mb_i < m; ++mb_i) {
-      prog.add(ComputeOp{op_kind::kCrossEntropy, {shape.seq, t.vocab}, t.dtype,
-                         KernelCost{0, kLogitBytesPerElement * logits, 0}, Phase::kForward, -1});
-    }
-  }
+  if (last && p.pp == 1) add_loss_ops(prog, t, p, shape, m);
   for (std::int64_t mb_i = 0; mb_i < m; ++mb_i) {
     for (std::int64_t l = layers_stage - 1; l >= 0; --l) {
       add_layer_ops(prog, layer.backward, static_cast<std::int32_t>(l));
