@@ -70,7 +70,7 @@ PEER_EVO_FILTERS=("${EVO_FILTERS[@]:0:4}")
 # stage after its goal points (a stage cut off resumes them next call); the PyTorch peers
 # (eager, SDPA) at the same shapes. The rest of workloads/matrices/transformer.json (32K,
 # head size 128, the stack) is for longer sessions: bench --matrix transformer --filter /cuda/.
-TRANSFORMER_FILTER='transformer_layer/cuda/model=genslm-25b,plan=attn=(fused,recompute=(none|selective|full)|materialized,recompute=none,mask=bool),seq=(2048|8192)$'
+TRANSFORMER_FILTER='transformer_layer/cuda/(gemm_epilogues=0,)?model=genslm-25b,plan=attn=(fused,recompute=(none|selective|full)|materialized,recompute=none,mask=bool),seq=(2048|8192)$'
 TRANSFORMER_CHECK_FILTER='transformer_(layer|stack)/cuda/.*model=tiny-gpt'
 
 

@@ -1,7 +1,9 @@
-// CPU reference GEMM, row-major, double accumulation: C = A[M,K] * B[K,N].
+// CPU reference GEMM, row-major, double accumulation: C = A[M,K] * B[K,N], and the
+// epilogues gemm.cuh fuses (gemm_epilogue.h) applied to it in double.
 #pragma once
 #include "workloads/dtype.h"
 #include "common/check_result.h"
+#include "kernels/gemm/gemm_epilogue.h"
 #include <cstdint>
 
 namespace seqscale {
@@ -16,5 +18,11 @@ inline CheckTolerance gemm_tolerance(DType t, std::int64_t k) {
 }
 
 void gemm_ref(const float* a, const float* b, double* c, std::int64_t m, std::int64_t n, std::int64_t k);
+
+// The epilogue on the product c [m, n] (gemm_ref's output), in place: kBias adds bias [n];
+// kGeluAux writes aux_out = c + bias (bias may be null) and c = gelu(aux_out); kDGeluBgrad
+// c *= gelu'(aux_in) and, when bias_grad is given, bias_grad = the column sums of c.
+void gemm_epilogue_ref(GemmEpilogue e, double* c, std::int64_t m, std::int64_t n, const float* bias,
+                       const float* aux_in, double* aux_out, double* bias_grad);
 
 }  // namespace seqscale

@@ -15,10 +15,12 @@
 #include "common/check_cuda.h"
 #include "common/half.h"
 #include "kernels/bias_gelu/bias_gelu.cuh"
+#include "kernels/bias_gelu/bias_gelu_cost.h"
 #include "kernels/causal_attention/causal_attention.cuh"
 #include "kernels/common/convert.cuh"
 #include "kernels/common/elementwise.cuh"
 #include "kernels/common/launch.cuh"
+#include "kernels/gemm/gemm.cuh"
 #include "kernels/layernorm/layernorm.cuh"
 #include "kernels/layernorm/layernorm_cost.h"
 #include "kernels/rmsnorm/rmsnorm.cuh"
@@ -33,6 +35,7 @@ namespace {
 
 constexpr float kNormEps = 1e-5f;        // the reference's (transformer_layer_cpu.cpp), LayerNorm and RMSNorm
 constexpr double kRotaryBase = 10000.0;  // GPT-NeoX rotary_emb_base
+constexpr std::size_t kLtWorkspaceBytes = std::size_t{32} << 20;  // cuBLASLt's on Hopper (kernels/gemm/gemm_cost.h)
 
 // ---- kernels ---------------------------------------------------------------------------------
 
@@ -259,6 +262,8 @@ Ops::~TransformerCudaOps() {
       std::fprintf(stderr, "seqscale: transformer layer: free failed during teardown\n");
     }
   }
+  lt_.reset();
+  if (lt_workspace_) (void)cudaFreeAsync(lt_workspace_, stream_);
   if (cublas_) (void)cublasDestroy(cublas_);
 }
 
@@ -455,31 +460,99 @@ void Ops::bias_grad(const Tensor& dy, Tensor& db, std::int64_t rows, std::int64_
   CUDA_CHECK_LAUNCH();
 }
 
-// The GELU MLP always carries biases (TransformerLayerDims::bias()); the kernels take one.
-void Ops::bias_gelu_fwd(const Tensor& u, const Tensor* b, Tensor& a, std::int64_t rows, std::int64_t cols) {
-  expect(b != nullptr, "bias_gelu_fwd", "the GELU MLP has a bias (mlp=gelu implies biases)");
-  BiasGeluFwdParams p;
-  p.x = u.p;
-  p.bias = b->p;
-  p.y = a.p;
-  p.rows = rows;
-  p.cols = cols;
-  p.io = io_;
-  seqscale::bias_gelu_fwd(p, stream_);
+// ---- fused GEMMs: cuBLASLt epilogues, or the GEMM and the elementwise kernels apart ----------
+
+// 16-bit I/O only: fp32 is the strict configuration whose error against the reference is
+// accumulation order only, and cuBLASLt's GELU is its own evaluation. The runner's 32 MiB
+// workspace comes from the device's current pool, like cuBLAS's own (the harness reports
+// it as library_pool_peak_bytes, apart from the def's tensors).
+bool Ops::try_fused(const GemmParams& p) {
+  if (!epilogues_ || io_ == DType::kFp32) return false;
+  if (!lt_) {
+    CUDA_CHECK(cudaMallocAsync(&lt_workspace_, kLtWorkspaceBytes, stream_));
+    lt_ = std::make_unique<GemmRunner>(lt_workspace_, kLtWorkspaceBytes);
+  }
+  const bool ran = lt_->try_run(p, stream_);
+  ++(ran ? fused_gemms_ : unfused_gemms_);
+  return ran;
 }
 
-void Ops::bias_gelu_bwd(const Tensor& da, const Tensor& u, const Tensor* b, Tensor& du, std::int64_t rows, std::int64_t cols) {
-  expect(b != nullptr, "bias_gelu_bwd", "the GELU MLP has a bias (mlp=gelu implies biases)");
-  BiasGeluBwdParams p;
-  p.dy = da.p;
-  p.x = u.p;
-  p.bias = b->p;
-  p.dx = du.p;
-  p.dbias = nullptr;  // the def takes the bias gradient from du (linear_bwd's bias_grad)
-  p.rows = rows;
-  p.cols = cols;
-  p.io = io_;
-  seqscale::bias_gelu_bwd(p, stream_);
+void Ops::gemm_bias(std::int64_t m, std::int64_t n, std::int64_t k, const Tensor& a, const Tensor& w, const Tensor& b,
+                    Tensor& c) {
+  GemmParams p{a.p, w.p, c.p, m, n, k, io_};
+  p.epilogue = GemmEpilogue::kBias;
+  p.bias = b.p;
+  if (try_fused(p)) return;
+  gemm(false, false, m, n, k, 1.0, a, w, 0.0, c);
+  bias_add(c, b, m, n);
+}
+
+void Ops::gemm_gelu(std::int64_t m, std::int64_t n, std::int64_t k, const Tensor& a, const Tensor& w, const Tensor* b,
+                    Tensor& u, Tensor& out) {
+  GemmParams p{a.p, w.p, out.p, m, n, k, io_};
+  p.epilogue = GemmEpilogue::kGeluAux;
+  p.bias = b ? b->p : nullptr;
+  p.aux = u.p;
+  if (try_fused(p)) return;
+  // Apart: u = A W, out = gelu(u + b) (kernels/bias_gelu), then u += b.
+  expect(b != nullptr, "gemm_gelu", "the GELU MLP has a bias (mlp=gelu implies biases)");
+  gemm(false, false, m, n, k, 1.0, a, w, 0.0, u);
+  BiasGeluFwdParams g;
+  g.x = u.p;
+  g.bias = b->p;
+  g.y = out.p;
+  g.rows = m;
+  g.cols = n;
+  g.io = io_;
+  seqscale::bias_gelu_fwd(g, stream_);
+  bias_add(u, *b, m, n);
+}
+
+void Ops::gemm_dgelu(std::int64_t m, std::int64_t n, std::int64_t k, const Tensor& da, const Tensor& w, const Tensor& u,
+                     Tensor& du, Tensor* db) {
+  expect(!db || db->t == DType::kFp32, "gemm_dgelu", "bias gradients are fp32");
+  GemmParams p{da.p, w.p, du.p, m, n, k, io_};
+  p.trans_b = true;
+  p.epilogue = GemmEpilogue::kDGeluBgrad;
+  p.aux = u.p;
+  // cuBLASLt writes the bias gradient in the output's dtype: a transient [n], widened to
+  // the fp32 gradient after (only where the epilogue may run).
+  const bool may_fuse = epilogues_ && io_ != DType::kFp32;
+  Tensor db_io = db && may_fuse ? workspace(n * dtype_bytes(io_), "dgelu_bias_grad") : Tensor{};
+  p.bias_grad = db_io.p;
+  if (try_fused(p)) {
+    if (db) {
+      by_io(io_, [&](auto tag) {
+        using T = decltype(tag);
+        to_fp32_kernel<T><<<elementwise_blocks(n), kElementwiseThreads, 0, stream_>>>(static_cast<const T*>(db_io.p),
+                                                                                      as<float>(*db), n);
+      });
+      CUDA_CHECK_LAUNCH();
+    }
+    release_workspace(db_io);
+    return;
+  }
+  release_workspace(db_io);
+  // Apart: du = dA W^T, then du *= gelu'(u) in place (kernels/bias_gelu with a zero bias:
+  // u already holds it) with the fp32 column sums into db.
+  gemm(false, true, m, n, k, 1.0, da, w, 0.0, du);
+  // One workspace: the zero bias, then (with db) the kernel's fp32 partials, 256-aligned.
+  const std::int64_t zero_bytes = (n * dtype_bytes(io_) + 255) / 256 * 256;
+  const std::int64_t partial_bytes = db ? bias_gelu_bwd_cost(m, n, io_).workspace_bytes : 0;
+  Tensor ws = workspace(zero_bytes + partial_bytes, "dgelu_apart");
+  CUDA_CHECK(cudaMemsetAsync(ws.p, 0, static_cast<std::size_t>(zero_bytes), stream_));
+  BiasGeluBwdParams g;
+  g.dy = du.p;
+  g.x = u.p;
+  g.bias = ws.p;
+  g.dx = du.p;
+  g.dbias = db ? as<float>(*db) : nullptr;
+  g.workspace = db ? reinterpret_cast<float*>(static_cast<char*>(ws.p) + zero_bytes) : nullptr;
+  g.rows = m;
+  g.cols = n;
+  g.io = io_;
+  seqscale::bias_gelu_bwd(g, stream_);
+  release_workspace(ws);
 }
 
 void Ops::swiglu_fwd(const Tensor& gu, Tensor& a, std::int64_t rows, std::int64_t f) {
@@ -897,11 +970,12 @@ struct OwnStream {
 }  // namespace
 
 TransformerLayerCudaRun run_transformer_layer_cuda(const TransformerLayerDims& d, MaskKind mask,
-                                                   const TransformerLayerInputs& in, DType io) {
+                                                   const TransformerLayerInputs& in, DType io, bool gemm_epilogues) {
   OwnStream stream;
   TransformerLayerCudaRun run;
   {
     Ops ops(stream.s, io);
+    ops.set_gemm_epilogues(gemm_epilogues);
     // The allocation order of TransformerLayerStep (weights, x, mask, dy, dx), so the peak
     // is comparable with the recorded program's.
     TransformerLayerStep<Ops> step(ops, d, mask);
@@ -922,6 +996,8 @@ TransformerLayerCudaRun run_transformer_layer_cuda(const TransformerLayerDims& d
     run.tensor_peak_bytes = ops.tensor_peak_bytes();
     run.peak_bytes = ops.peak_bytes();
     run.max_workspace_bytes = ops.max_workspace_bytes();
+    run.fused_gemm_calls = ops.fused_gemm_calls();
+    run.unfused_gemm_calls = ops.unfused_gemm_calls();
   }
   return run;
 }

@@ -7,6 +7,12 @@
 //   GEMMs                cuBLAS (cublasGemmStridedBatchedEx, row-major by operand swap, fp32
 //                        accumulation; fp32 I/O pedantic, no TF32); weight gradients bf16 x
 //                        bf16 -> fp32 directly (Megatron's main_grad)
+//   fused GEMMs          gemm_bias, gemm_gelu, gemm_dgelu: one cuBLASLt call each with the
+//                        bias, GELU_AUX(_BIAS) or DGELU_BGRAD epilogue (kernels/gemm), as
+//                        Transformer Engine's MLP; bf16 only (fp32 runs them apart, so its
+//                        error stays accumulation order), and apart whenever cuBLASLt has no
+//                        algorithm (an aux leading dimension not a multiple of 8) or
+//                        set_gemm_epilogues(false) asks: the GEMM, then kernels/bias_gelu
 //   norms                kernels/layernorm, kernels/rmsnorm (eps 1e-5, as the reference)
 //   bias + GELU, SwiGLU  kernels/bias_gelu, kernels/swiglu;  rotary  kernels/rotary
 //   fused attention      kernels/causal_attention (tensor cores for bf16, SIMT for fp32),
@@ -20,8 +26,10 @@
 // Memory: every tensor comes from the caller's allocator (the bench's pool), so the pool's
 // high-water mark is the layer's peak. Besides the def's tensors the backend allocates only
 // the kernels' transient workspaces (LayerNorm/RMSNorm weight-gradient partials, <= 4 MiB
-// at hidden 8192; for GQA on the fused path, one dK/dV pair per extra query group), so the
-// measured peak is the recorded program's plus at most max_workspace_bytes(). The fused
+// at hidden 8192; the DGELU epilogue's bias gradient in bf16, [ffn]; for GQA on the fused
+// path, one dK/dV pair per extra query group), so the measured peak is the recorded
+// program's plus at most max_workspace_bytes(). cuBLAS and cuBLASLt take their workspaces
+// from the device's current pool, not from the caller's allocator. The fused
 // backward runs CausalBwdMode::kDeterministic: the atomic mode needs an fp32 dQ accumulator
 // [b, H, s, d] (2x dQ in bf16) that the program does not hold, and would break that bound.
 //
@@ -35,8 +43,10 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <vector>
 
+#include "kernels/gemm/gemm.cuh"
 #include "layers/transformer_layer/transformer_layer_cpu.h"
 #include "layers/transformer_layer/transformer_stack_def.h"
 
@@ -82,8 +92,17 @@ class TransformerCudaOps {
             const Tensor& b, double beta, Tensor& c);
   void bias_add(Tensor& y, const Tensor& b, std::int64_t rows, std::int64_t cols);
   void bias_grad(const Tensor& dy, Tensor& db, std::int64_t rows, std::int64_t cols);
-  void bias_gelu_fwd(const Tensor& u, const Tensor* b, Tensor& a, std::int64_t rows, std::int64_t cols);
-  void bias_gelu_bwd(const Tensor& da, const Tensor& u, const Tensor* b, Tensor& du, std::int64_t rows, std::int64_t cols);
+  void gemm_bias(std::int64_t m, std::int64_t n, std::int64_t k, const Tensor& a, const Tensor& w, const Tensor& b,
+                 Tensor& c);
+  void gemm_gelu(std::int64_t m, std::int64_t n, std::int64_t k, const Tensor& a, const Tensor& w, const Tensor* b,
+                 Tensor& u, Tensor& out);
+  void gemm_dgelu(std::int64_t m, std::int64_t n, std::int64_t k, const Tensor& da, const Tensor& w, const Tensor& u,
+                  Tensor& du, Tensor* db);
+  // The fused GEMMs' cuBLASLt epilogues (default on; bf16 only), and how many calls ran
+  // fused and how many apart (no algorithm, or off) since construction.
+  void set_gemm_epilogues(bool on) { epilogues_ = on; }
+  std::int64_t fused_gemm_calls() const { return fused_gemms_; }
+  std::int64_t unfused_gemm_calls() const { return unfused_gemms_; }
   void swiglu_fwd(const Tensor& gu, Tensor& a, std::int64_t rows, std::int64_t f);
   void swiglu_bwd(const Tensor& da, const Tensor& gu, Tensor& dgu, std::int64_t rows, std::int64_t f);
   void add(const Tensor& a, const Tensor& b, Tensor& y, std::int64_t n);
@@ -137,6 +156,7 @@ class TransformerCudaOps {
   void* raw_alloc(std::size_t bytes);
   void raw_free(void* p);
   cublasHandle_t cublas();
+  bool try_fused(const GemmParams& p);  // false: run it apart
   Tensor workspace(std::int64_t bytes, const char* what);
   void release_workspace(Tensor& t);
   // Row-major C = alpha op(A) op(B) + beta C over `batch` matrices with explicit leading
@@ -151,6 +171,10 @@ class TransformerCudaOps {
   AllocFn alloc_;
   FreeFn free_;
   cublasHandle_t cublas_ = nullptr;
+  std::unique_ptr<GemmRunner> lt_;
+  void* lt_workspace_ = nullptr;
+  bool epilogues_ = true;
+  std::int64_t fused_gemms_ = 0, unfused_gemms_ = 0;
   std::map<void*, std::int64_t> owned_;  // live allocations (bytes), freed by the destructor
   std::int64_t tensor_live_ = 0, tensor_peak_ = 0, total_live_ = 0, total_peak_ = 0, max_workspace_ = 0;
 };
@@ -162,11 +186,14 @@ struct TransformerLayerCudaRun {
   std::int64_t tensor_peak_bytes = 0;    // the def's tensors: the recorded program's peak
   std::int64_t peak_bytes = 0;           // everything the backend allocated
   std::int64_t max_workspace_bytes = 0;  // the kernels' transient workspace, largest
+  std::int64_t fused_gemm_calls = 0, unfused_gemm_calls = 0;
 };
 // One layer forward + backward on the GPU with the weights and inputs of `in` (rounded to
 // `io`); the caller's x, mask, dy and dx are allocated as TransformerLayerStep does.
+// `gemm_epilogues`: TransformerCudaOps::set_gemm_epilogues.
 TransformerLayerCudaRun run_transformer_layer_cuda(const TransformerLayerDims& d, MaskKind mask,
-                                                   const TransformerLayerInputs& in, DType io);
+                                                   const TransformerLayerInputs& in, DType io,
+                                                   bool gemm_epilogues = true);
 
 struct TransformerStackCudaRun {
   TransformerStackRun out;

@@ -69,11 +69,23 @@ void set_peak(BenchState& s, const TransformerBenchPoint& pt) {
   if (peak > 0) s.set_metric("peak_flops", peak);
 }
 
+// Axis gemm_epilogues [1]: the fused GEMMs as cuBLASLt epilogues (1) or the GEMM and the
+// elementwise kernels apart (0), so a matrix measures what the fusion buys.
+void set_epilogues(BenchState& s, Ops& ops) {
+  ops.set_gemm_epilogues(!s.has("gemm_epilogues") || s.get_int("gemm_epilogues") != 0);
+}
+// The share of fused-GEMM calls cuBLASLt ran with its epilogue (0 in fp32, or when off).
+void record_epilogues(BenchState& s, const Ops& ops) {
+  const double calls = static_cast<double>(ops.fused_gemm_calls() + ops.unfused_gemm_calls());
+  if (calls > 0) s.set_metric("fused_gemm_fraction", static_cast<double>(ops.fused_gemm_calls()) / calls);
+}
+
 SEQSCALE_BENCH(transformer_layer_cuda, "transformer_layer", "steps", Backend::kCuda, [](BenchState& s) {
   TransformerBenchPoint pt;
   if (!setup_transformer_point(s, /*stack=*/false, {DType::kBf16, DType::kFp32}, pt)) return;
   set_peak(s, pt);
   Ops ops(harness_stream(s), pt.io, [&](std::size_t bytes) { return s.alloc(bytes); }, [&](void* p) { s.release(p); });
+  set_epilogues(s, ops);
   TransformerLayerStep<Ops> step(ops, pt.dims.layer, pt.mask);
   fill_weights(s, step.layer.params());
   s.fill_random(step.x.p, step.x.n, step.x.t, 101);
@@ -101,6 +113,7 @@ SEQSCALE_BENCH(transformer_layer_cuda, "transformer_layer", "steps", Backend::kC
     });
   }
   s.exec(run);
+  record_epilogues(s, ops);
 });
 
 SEQSCALE_BENCH(transformer_stack_cuda, "transformer_stack", "steps", Backend::kCuda, [](BenchState& s) {
@@ -108,6 +121,7 @@ SEQSCALE_BENCH(transformer_stack_cuda, "transformer_stack", "steps", Backend::kC
   if (!setup_transformer_point(s, /*stack=*/true, {DType::kBf16, DType::kFp32}, pt)) return;
   set_peak(s, pt);
   Ops ops(harness_stream(s), pt.io, [&](std::size_t bytes) { return s.alloc(bytes); }, [&](void* p) { s.release(p); });
+  set_epilogues(s, ops);
   TransformerStackStep<Ops> step(ops, pt.dims);
   fill_weights(s, step.stack.params());
   step.stack.sync_master();
@@ -137,6 +151,7 @@ SEQSCALE_BENCH(transformer_stack_cuda, "transformer_stack", "steps", Backend::kC
     });
   }
   s.exec(run);
+  record_epilogues(s, ops);
 });
 
 }  // namespace

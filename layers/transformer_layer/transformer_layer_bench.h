@@ -9,7 +9,9 @@
 // tp, sp, sp_degree: --plan's syntax), seq, micro_batch [1], dtype [the backend's default];
 // stack only: layers [the model's], vocab_chunk [128]. Optional overrides of the model's
 // layer: mlp (gelu | swiglu), norm (layernorm | rmsnorm), residual (sequential | parallel),
-// hidden, heads, ffn_hidden (e.g. genslm-25b with hidden 8192: head size 128).
+// hidden, heads, ffn_hidden (e.g. genslm-25b with hidden 8192: head size 128). CUDA only:
+// gemm_epilogues [1] (0: the MLP's bias and GELU apart from its GEMMs; metric
+// fused_gemm_fraction says how many fused-GEMM calls ran as cuBLASLt epilogues).
 #pragma once
 #include <initializer_list>
 #include <memory>

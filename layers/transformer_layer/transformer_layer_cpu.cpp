@@ -204,25 +204,37 @@ void TransformerCpuOpsT<S>::bias_grad(const Tensor& dy, Tensor& db, std::int64_t
     for (std::int64_t c = 0; c < cols; ++c) db.p[c] += dy.p[r * cols + c];
 }
 
+// The fused GEMMs: the GEMM into the output, then the epilogue in place, element by element
+// (each element read before it is written), so nothing beyond the def's tensors is held.
 template <typename S>
-void TransformerCpuOpsT<S>::bias_gelu_fwd(const Tensor& u, const Tensor* b, Tensor& a, std::int64_t rows, std::int64_t cols) {
-  for (std::int64_t r = 0; r < rows; ++r)
-    for (std::int64_t c = 0; c < cols; ++c) {
-      const double z = u.p[r * cols + c] + (b ? static_cast<double>(b->p[c]) : 0.0);
-      a.p[r * cols + c] = static_cast<S>(0.5 * z * (1.0 + std::tanh(kGeluC * (z + 0.044715 * z * z * z))));
-    }
+void TransformerCpuOpsT<S>::gemm_bias(std::int64_t m, std::int64_t n, std::int64_t k, const Tensor& a, const Tensor& w,
+                                      const Tensor& b, Tensor& c) {
+  gemm(false, false, m, n, k, 1.0, a, w, 0.0, c);
+  bias_add(c, b, m, n);
 }
 
 template <typename S>
-void TransformerCpuOpsT<S>::bias_gelu_bwd(const Tensor& da, const Tensor& u, const Tensor* b, Tensor& du,
-                                          std::int64_t rows, std::int64_t cols) {
-  for (std::int64_t r = 0; r < rows; ++r)
-    for (std::int64_t c = 0; c < cols; ++c) {
-      const double z = u.p[r * cols + c] + (b ? static_cast<double>(b->p[c]) : 0.0);
-      const double t = std::tanh(kGeluC * (z + 0.044715 * z * z * z));
-      const double g = 0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * kGeluC * (1.0 + 3.0 * 0.044715 * z * z);
-      du.p[r * cols + c] = static_cast<S>(da.p[r * cols + c] * g);
-    }
+void TransformerCpuOpsT<S>::gemm_gelu(std::int64_t m, std::int64_t n, std::int64_t k, const Tensor& a, const Tensor& w,
+                                      const Tensor* b, Tensor& u, Tensor& out) {
+  gemm(false, false, m, n, k, 1.0, a, w, 0.0, u);
+  if (b) bias_add(u, *b, m, n);
+  for (std::int64_t i = 0; i < m * n; ++i) {
+    const double z = u.p[i];
+    out.p[i] = static_cast<S>(0.5 * z * (1.0 + std::tanh(kGeluC * (z + 0.044715 * z * z * z))));
+  }
+}
+
+template <typename S>
+void TransformerCpuOpsT<S>::gemm_dgelu(std::int64_t m, std::int64_t n, std::int64_t k, const Tensor& da,
+                                       const Tensor& w, const Tensor& u, Tensor& du, Tensor* db) {
+  gemm(false, true, m, n, k, 1.0, da, w, 0.0, du);
+  for (std::int64_t i = 0; i < m * n; ++i) {
+    const double z = u.p[i];
+    const double t = std::tanh(kGeluC * (z + 0.044715 * z * z * z));
+    const double g = 0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * kGeluC * (1.0 + 3.0 * 0.044715 * z * z);
+    du.p[i] = static_cast<S>(du.p[i] * g);
+  }
+  if (db) bias_grad(du, *db, m, n);
 }
 
 template <typename S>

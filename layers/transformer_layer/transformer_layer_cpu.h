@@ -96,8 +96,12 @@ class TransformerCpuOpsT {
             const Tensor& b, double beta, Tensor& c);
   void bias_add(Tensor& y, const Tensor& b, std::int64_t rows, std::int64_t cols);
   void bias_grad(const Tensor& dy, Tensor& db, std::int64_t rows, std::int64_t cols);
-  void bias_gelu_fwd(const Tensor& u, const Tensor* b, Tensor& a, std::int64_t rows, std::int64_t cols);
-  void bias_gelu_bwd(const Tensor& da, const Tensor& u, const Tensor* b, Tensor& du, std::int64_t rows, std::int64_t cols);
+  void gemm_bias(std::int64_t m, std::int64_t n, std::int64_t k, const Tensor& a, const Tensor& w, const Tensor& b,
+                 Tensor& c);
+  void gemm_gelu(std::int64_t m, std::int64_t n, std::int64_t k, const Tensor& a, const Tensor& w, const Tensor* b,
+                 Tensor& u, Tensor& out);
+  void gemm_dgelu(std::int64_t m, std::int64_t n, std::int64_t k, const Tensor& da, const Tensor& w, const Tensor& u,
+                  Tensor& du, Tensor* db);
   void swiglu_fwd(const Tensor& gu, Tensor& a, std::int64_t rows, std::int64_t f);
   void swiglu_bwd(const Tensor& da, const Tensor& gu, Tensor& dgu, std::int64_t rows, std::int64_t f);
   void add(const Tensor& a, const Tensor& b, Tensor& y, std::int64_t n);

@@ -52,8 +52,14 @@
 //   rmsnorm_fwd(x, w, y, rstd, rows, cols) / rmsnorm_bwd(dy, x, w, rstd, dx, dw, rows, cols)
 //   gemm(ta, tb, m, n, k, alpha, A, B, beta, C)  row-major C = a op(A) op(B) + b C (as the block's)
 //   bias_add(y, b, rows, cols) / bias_grad(dy, db, rows, cols)      (db written)
-//   bias_gelu_fwd(u, b_or_null, a, rows, cols)  a = gelu(u + b)   (tanh GELU, GPT-2/NeoX)
-//   bias_gelu_bwd(da, u, b_or_null, du, rows, cols)
+//   gemm_bias(m, n, k, A, W, b, C)     C = A W + b, b [n] broadcast over the m rows
+//   gemm_gelu(m, n, k, A, W, b_or_null, u, a)   u = A W + b (kept for backward), a = gelu(u)
+//       (tanh GELU, GPT-2/NeoX)
+//   gemm_dgelu(m, n, k, dA, W, u, du, db_or_null)   du [m, n] = (dA W^T) * gelu'(u), dA
+//       [m, k], W [n, k]; db = the column sums of du (written)
+//   The three are one cuBLASLt call with a bias / GELU epilogue on CUDA (as Transformer
+//   Engine's fused MLP); a CPU backend runs the GEMM into the output and the epilogue in
+//   place, so no backend holds a tensor the definition does not.
 //   swiglu_fwd(gu, a, rows, f) a = silu(gu[:, :f]) * gu[:, f:] / swiglu_bwd(da, gu, dgu, rows, f)
 //   add(a, b, y, n) / accumulate(y, x, n) / copy(x, y, n)
 //   rotary(x, batch, seq, heads, head_dim, rot_dims, inverse)   in place, GPT-NeoX rotate_half
@@ -404,8 +410,8 @@ class TransformerLayer {
   }
   T linear_fwd(const Linear& l, const T& x, std::int64_t rows, const char* what, bool add_bias = true) {
     T y = act(rows * l.out, what);
-    ops_.gemm(false, false, rows, l.out, l.in, 1.0, x, l.w.w, 0.0, y);
-    if (l.bias && add_bias) ops_.bias_add(y, l.b.w, rows, l.out);
+    if (l.bias && add_bias) ops_.gemm_bias(rows, l.out, l.in, x, l.w.w, l.b.w, y);
+    else ops_.gemm(false, false, rows, l.out, l.in, 1.0, x, l.w.w, 0.0, y);
     return y;
   }
   // dW = x^T dy (written); db = colsum(dy) when `with_bias`; dx (= or +=) dy W^T when given.
@@ -576,10 +582,11 @@ class TransformerLayer {
     open_block("the MLP block's forward", ph, /*attention=*/false);
     T b_in = gather(n2s_.y, "norm2_gathered");
     if (d_.mlp == MlpKind::kGelu) {
-      // Megatron's fused bias-GELU: fc1 without its bias, gelu(u + b) reads it.
-      u_ = linear_fwd(fc1_, b_in, ri, "mlp_fc1_out", /*add_bias=*/false);
+      // FC1, its bias and the GELU in one GEMM (its epilogue); u, the GELU's input with
+      // the bias added, is what the backward's gelu' reads.
+      u_ = act(ri * f, "mlp_fc1_out");
       a_ = act(ri * f, "mlp_act");
-      ops_.bias_gelu_fwd(u_, fc1_.bias ? &fc1_.b.w : nullptr, a_, ri, f);
+      ops_.gemm_gelu(ri, f, d_.hidden, b_in, fc1_.w.w, fc1_.bias ? &fc1_.b.w : nullptr, u_, a_);
     } else {
       u_ = linear_fwd(fc1_, b_in, ri, "mlp_fc1_out");  // [gate | up]
       a_ = act(ri * f, "mlp_act");
@@ -645,21 +652,30 @@ class TransformerLayer {
     open_block("the MLP block's backward", Phase::kBackward, /*attention=*/false);
     T dm = gather_grad(dy, "d_mlp_out_gathered");
     if (fc2_.bias) ops_.bias_grad(dy, fc2_.b.dw, d_.rows_out(), h);  // bias after the reduction
-    T da = work(ri * f, "d_mlp_act");
-    linear_bwd(fc2_, a_, dm, &da, false, ri, /*with_bias=*/false);
-    release_gathered(dm);
+    // FC2's weight gradient first, so the activation it reads is gone before the data
+    // gradient's tensors exist.
+    linear_bwd(fc2_, a_, dm, nullptr, false, ri, /*with_bias=*/false);
     release(a_);
-    T du = work(ri * fc1_.out, "d_mlp_fc1_out");
-    if (d_.mlp == MlpKind::kGelu) {
-      ops_.bias_gelu_bwd(da, u_, fc1_.bias ? &fc1_.b.w : nullptr, du, ri, f);
+    T du;
+    const bool gelu = d_.mlp == MlpKind::kGelu;
+    if (gelu) {
+      // d(GELU output) never exists: FC2's data gradient, gelu' and FC1's bias gradient
+      // are one GEMM (its epilogue) writing du.
+      du = work(ri * f, "d_mlp_fc1_out");
+      ops_.gemm_dgelu(ri, f, h, dm, fc2_.w.w, u_, du, fc1_.bias ? &fc1_.b.dw : nullptr);
+      release_gathered(dm);
     } else {
+      T da = work(ri * f, "d_mlp_act");
+      ops_.gemm(false, true, ri, f, h, 1.0, dm, fc2_.w.w, 0.0, da);
+      release_gathered(dm);
+      du = work(ri * fc1_.out, "d_mlp_fc1_out");
       ops_.swiglu_bwd(da, u_, du, ri, f);
+      release(da);
     }
-    release(da);
     release(u_);
     T b_in = gather(n2s_.y, "norm2_gathered");
     T db_in = work(ri * h, "d_norm2_out");
-    linear_bwd(fc1_, b_in, du, &db_in, false, ri);
+    linear_bwd(fc1_, b_in, du, &db_in, false, ri, /*with_bias=*/!gelu);
     release_gathered(b_in);
     release(du);
     T d_in = reduce_grad(db_in, "d_norm2_out");

@@ -16,9 +16,9 @@ namespace {
 double f(std::int64_t x) { return static_cast<double>(x); }
 
 // Per-element FLOPs of the bandwidth-bound ops (only their bytes matter to the roofline;
-// the counts keep the FLOP total honest): add/accumulate/bias 1, tanh-GELU 8 forward and
-// 14 backward, SwiGLU 6 / 10, rotary 3 per rotated element, norms 8 forward / 12 backward,
-// softmax 5 / 4, the loss's online softmax 4 per logit forward and 3 backward, Adam 12.
+// the counts keep the FLOP total honest): add/accumulate/bias 1, SwiGLU 6 / 10, rotary 3
+// per rotated element, norms 8 forward / 12 backward, softmax 5 / 4, the loss's online
+// softmax 4 per logit forward and 3 backward, Adam 12.
 class RecordingOps {
  public:
   struct Tensor {
@@ -91,15 +91,27 @@ class RecordingOps {
     check({&dy, &db});
     elementwise({rows, cols}, f(rows * cols), f(rows * cols) * f(dy.elem) + f(cols) * f(db.elem));
   }
-  void bias_gelu_fwd(const Tensor& u, const Tensor* b, Tensor& a, std::int64_t rows, std::int64_t cols) {
-    check({&u, &a});
-    if (b) check({b});
-    elementwise({rows, cols}, 8.0 * f(rows * cols), f(rows * cols) * f(u.elem + a.elem));
+  // The fused GEMMs are one kernel each (cuBLASLt epilogues): a GEMM op whose bytes carry
+  // the epilogue's extra reads and writes. Its FLOPs are the products only (MFU's
+  // convention); the epilogue's 1-14 per output element are not counted.
+  void gemm_bias(std::int64_t m, std::int64_t n, std::int64_t k, const Tensor& a, const Tensor& w, const Tensor& b,
+                 Tensor& c) {
+    check({&a, &w, &b, &c});
+    fused_gemm(m, n, k, f(m * k) * f(a.elem) + f(k * n) * f(w.elem) + f(m * n) * f(c.elem) + b.bytes());
   }
-  void bias_gelu_bwd(const Tensor& da, const Tensor& u, const Tensor* b, Tensor& du, std::int64_t rows, std::int64_t cols) {
-    check({&da, &u, &du});
+  void gemm_gelu(std::int64_t m, std::int64_t n, std::int64_t k, const Tensor& a, const Tensor& w, const Tensor* b,
+                 Tensor& u, Tensor& out) {
+    check({&a, &w, &u, &out});
     if (b) check({b});
-    elementwise({rows, cols}, 14.0 * f(rows * cols), f(rows * cols) * f(da.elem + u.elem + du.elem));
+    fused_gemm(m, n, k,
+               f(m * k) * f(a.elem) + f(k * n) * f(w.elem) + f(m * n) * f(u.elem + out.elem) + (b ? b->bytes() : 0.0));
+  }
+  void gemm_dgelu(std::int64_t m, std::int64_t n, std::int64_t k, const Tensor& da, const Tensor& w, const Tensor& u,
+                  Tensor& du, Tensor* db) {
+    check({&da, &w, &u, &du});
+    if (db) check({db});
+    fused_gemm(m, n, k,
+               f(m * k) * f(da.elem) + f(n * k) * f(w.elem) + f(m * n) * f(u.elem + du.elem) + (db ? db->bytes() : 0.0));
   }
   void swiglu_fwd(const Tensor& gu, Tensor& a, std::int64_t rows, std::int64_t ff) {
     check({&gu, &a});
@@ -259,6 +271,9 @@ class RecordingOps {
   }
   void record(const char* kernel, std::vector<std::int64_t> shape, const KernelCost& cost) {
     prog_.add(ComputeOp{kernel, std::move(shape), dtype_, cost, phase_, -1});
+  }
+  void fused_gemm(std::int64_t m, std::int64_t n, std::int64_t k, double bytes) {
+    record(op_kind::kGemm, {m, n, k}, KernelCost{2.0 * f(m) * f(n) * f(k), bytes, 0});
   }
   void elementwise(std::vector<std::int64_t> shape, double flops, double bytes) {
     record(op_kind::kElementwise, std::move(shape), KernelCost{flops, bytes, 0});

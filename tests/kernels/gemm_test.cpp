@@ -6,6 +6,7 @@
 #include <random>
 
 #include "kernels/gemm/gemm_cost.h"
+#include "kernels/bias_gelu/bias_gelu_ref.h"
 #include "kernels/gemm/gemm_ref.h"
 #include "tests/support/seed.h"
 
@@ -29,6 +30,43 @@ TEST(Gemm, ReferenceMatchesLongDoubleDotProducts) {
       }
     }
   }
+}
+
+// The epilogues' reference against the bias_gelu kernel's reference (an independent
+// text): bias then GELU equals bias_gelu_fwd_ref of the product, the aux is the biased
+// product, DGELU is bias_gelu_bwd_ref's dx with a zero bias and its column sums its dbias.
+TEST(Gemm, EpilogueReferenceMatchesBiasGeluReference) {
+  std::mt19937 rng(testing_support::test_seed());
+  std::uniform_real_distribution<float> d(-2, 2);
+  const std::int64_t m = 7, n = 13;
+  std::vector<float> prod(static_cast<size_t>(m * n)), bias(static_cast<size_t>(n)), aux(prod.size());
+  for (auto& x : prod) x = d(rng);
+  for (auto& x : bias) x = d(rng);
+  for (auto& x : aux) x = d(rng);
+  const std::vector<double> prod_d(prod.begin(), prod.end());
+
+  std::vector<double> c = prod_d;
+  gemm_epilogue_ref(GemmEpilogue::kBias, c.data(), m, n, bias.data(), nullptr, nullptr, nullptr);
+  for (std::int64_t i = 0; i < m * n; ++i) EXPECT_DOUBLE_EQ(c[i], prod_d[i] + bias[i % n]);
+
+  c = prod_d;
+  std::vector<double> aux_out(prod.size());
+  gemm_epilogue_ref(GemmEpilogue::kGeluAux, c.data(), m, n, bias.data(), nullptr, aux_out.data(), nullptr);
+  const std::vector<double> y = bias_gelu_fwd_ref(prod, bias, m, n);
+  for (std::int64_t i = 0; i < m * n; ++i) {
+    EXPECT_DOUBLE_EQ(aux_out[i], prod_d[i] + bias[i % n]);
+    EXPECT_NEAR(c[i], y[i], 1e-12);
+  }
+
+  c = prod_d;
+  std::vector<double> db(static_cast<size_t>(n)), dx(prod.size()), dbias(static_cast<size_t>(n));
+  const std::vector<float> zero(static_cast<size_t>(n), 0.f);
+  gemm_epilogue_ref(GemmEpilogue::kDGeluBgrad, c.data(), m, n, nullptr, aux.data(), nullptr, db.data());
+  bias_gelu_bwd_ref(prod.data(), aux.data(), zero.data(), m, n, dx.data(), dbias.data());
+  for (std::int64_t i = 0; i < m * n; ++i) EXPECT_NEAR(c[i], dx[i], 1e-12);
+  for (std::int64_t j = 0; j < n; ++j) EXPECT_NEAR(db[j], dbias[j], 1e-12);
+  EXPECT_THROW(gemm_epilogue_ref(GemmEpilogue::kBias, c.data(), m, n, nullptr, nullptr, nullptr, nullptr),
+               std::invalid_argument);
 }
 
 TEST(Gemm, DeclaredCost) {

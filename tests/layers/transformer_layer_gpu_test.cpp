@@ -120,6 +120,24 @@ TEST_P(TransformerLayerGpu, MatchesReferenceAndRecordedPeak) {
   EXPECT_EQ(gpu.tensor_peak_bytes, program_peak);
   EXPECT_GE(gpu.peak_bytes, program_peak);
   EXPECT_LE(gpu.peak_bytes, program_peak + gpu.max_workspace_bytes);
+
+  // The fused GEMMs (gemm_bias, gemm_gelu, gemm_dgelu): cuBLASLt epilogues in bf16 where
+  // every leading dimension is a multiple of 8, never in fp32; and the bf16 GELU layer with
+  // the epilogues off (the GEMM, then kernels/bias_gelu) matches the reference as well.
+  if (io == DType::kFp32) {
+    EXPECT_EQ(gpu.fused_gemm_calls, 0);
+  }
+  if (io == DType::kBf16 && c.mlp == kGelu && d.hidden % 8 == 0 && d.ffn % 8 == 0) {
+    EXPECT_GT(gpu.fused_gemm_calls, 0);
+  }
+  if (io == DType::kBf16 && c.mlp == kGelu) {
+    const TransformerLayerCudaRun apart = run_transformer_layer_cuda(d, c.mask, in, io, /*gemm_epilogues=*/false);
+    EXPECT_EQ(apart.fused_gemm_calls, 0);
+    EXPECT_TRUE(matches(compare_values("y (epilogues off)", apart.out.y, ref.y, tol)));
+    EXPECT_TRUE(matches(compare_values("dx (epilogues off)", apart.out.dx, ref.dx, tol)));
+    EXPECT_TRUE(matches(compare_transformer_grads(apart.out.param_grads, ref.param_grads, tol)));
+    EXPECT_EQ(apart.tensor_peak_bytes, program_peak);
+  }
 }
 
 std::string case_name(const ::testing::TestParamInfo<std::tuple<LayerCase, DType>>& info) {
