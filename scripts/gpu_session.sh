@@ -31,12 +31,12 @@ cd "$root" || exit 2
 # ---- the plan ----------------------------------------------------------------------------
 # Order = priority. Limits in seconds; they sum to 480 (tests/harness/gpu_session_plan_test.sh).
 STAGES=(facts tests memcheck checks ceilings evoformer peers predictions)
-declare -A LIMIT=([facts]=25 [tests]=115 [memcheck]=50 [checks]=70 [ceilings]=30
-                  [evoformer]=120 [peers]=60 [predictions]=10)
+declare -A LIMIT=([facts]=25 [tests]=135 [memcheck]=45 [checks]=70 [ceilings]=25
+                  [evoformer]=120 [peers]=50 [predictions]=10)
 declare -A WHAT=(
   [facts]="nvidia-smi, seqscale info --json (stderr apart), ldd of every binary; stop if no device or a library is missing"
-  [tests]="GPU tests only, SEQSCALE_GPU_REQUIRED=1, SEQSCALE_COMM_TIMEOUT_S=20: kernels_tests '*Gpu*' (60 s), comm_tests 'NcclGpu*:CudaStrategyMath*' (40 s), harness_tests '*Gpu*' (10 s); rc, skips, seqscale-tests line"
-  [memcheck]="compute-sanitizer memcheck on the attention GPU tests: tensor-core first (25 s), then SIMT and naive; 'Device not supported' -> go on"
+  [tests]="GPU tests only, SEQSCALE_GPU_REQUIRED=1, SEQSCALE_COMM_TIMEOUT_S=20: kernels_tests '*Gpu*' (60 s), layers_tests '*Gpu*' (20 s: the Evoformer block, the GPT layer and stack), comm_tests 'NcclGpu*:CudaStrategyMath*' (40 s), harness_tests '*Gpu*' (10 s); rc, skips, seqscale-tests line"
+  [memcheck]="compute-sanitizer memcheck on the attention GPU tests: the causal kernels at awkward lengths (20 s), the Evoformer tensor-core kernels (25 s), then SIMT and naive; 'Device not supported' -> go on"
   [checks]="bench --check-only on every CUDA kernel point: evoformer (priority order), ceilings, softmax, layernorm; the GPT layer and stack at tiny-gpt (transformer)"
   [ceilings]="ceilings matrix: gemm bf16 and copy (--no-check: checked in 'checks')"
   [evoformer]="evoformer matrix, priority order: fwd naive vs fused at the training shapes, kernel=simt vs tc, Evoformer block naive vs fused (time, peak), fwd+bwd at the training shapes; then GenSLM's GPT layer (transformer matrix: fused by recompute mode, materialized, s 2K and 8K); then the rest of the evoformer matrix"
@@ -205,7 +205,7 @@ stage_facts() {
   fi
   # Every binary needs cuBLAS/NCCL/CUPTI from the device: one missing library would fail
   # every stage while the clock runs. ldd also names a too-old glibc ("version ... not found").
-  for n in seqscale kernels_tests comm_tests harness_tests; do
+  for n in seqscale kernels_tests layers_tests comm_tests harness_tests; do
     b=$(bin_path "$n") || continue
     ldd "$b" > "$f/ldd-$n.txt" 2>&1
     missing+=$(grep 'not found' "$f/ldd-$n.txt" | sed "s/^[[:space:]]*/$n: /;s/ =>.*//" | tr '\n' ' ')
@@ -265,7 +265,8 @@ EOF
 }
 
 stage_tests() {
-  local specs=("kernels_tests|*Gpu*|60" "comm_tests|NcclGpu*:CudaStrategyMath*|40" "harness_tests|*Gpu*|10")
+  local specs=("kernels_tests|*Gpu*|60" "layers_tests|*Gpu*|20" "comm_tests|NcclGpu*:CudaStrategyMath*|40"
+               "harness_tests|*Gpu*|10")
   local spec n filter lim b
   if [ "$SS_DRY" = 1 ]; then
     local would=()
@@ -309,9 +310,11 @@ stage_memcheck() {
   cs=$(command -v compute-sanitizer || true)
   [ -z "$cs" ] && [ -x "${CUDA_HOME:-/usr/local/cuda}/bin/compute-sanitizer" ] && cs="${CUDA_HOME:-/usr/local/cuda}/bin/compute-sanitizer"
   kt=$(bin_path kernels_tests) || { say "kernels_tests not in $SS_BIN_DIR"; return 0; }
-  # The new tensor-core kernels first: memcheck slows kernels many times over, and its
-  # limit may end the run early.
-  local parts=("tc|*EvoformerAttnFusedTcGpu.*|25" "simt+naive|*EvoformerAttnFusedGpu.*:*EvoformerAttnNaiveGpu.*|60")
+  # The newest kernels first: memcheck slows kernels many times over, and its limit may
+  # end the run early. The causal kernels' awkward-length test runs the tensor-core and
+  # SIMT paths, forward and both backward modes, at tiles that end mid-row.
+  local parts=("causal|*CausalAttentionGpu.EveryKernelAndModeMatchesReferenceAtAwkwardLengths*|20"
+               "tc|*EvoformerAttnFusedTcGpu.*|25" "simt+naive|*EvoformerAttnFusedGpu.*:*EvoformerAttnNaiveGpu.*|60")
   local p name filter lim
   if [ "$SS_DRY" = 1 ]; then
     local n=0

@@ -36,7 +36,7 @@ wrapper() {  # DEVICE_JSON_FIELDS -> a seqscale whose `info --json` reports them
 wrapper "$device" > "$tmp/bin/seqscale"
 wrapper "$nodevice" > "$tmp/nodev/seqscale"
 chmod +x "$tmp/path/nvidia-smi" "$tmp/bin/seqscale" "$tmp/nodev/seqscale"
-for t in kernels_tests comm_tests harness_tests; do
+for t in kernels_tests layers_tests comm_tests harness_tests; do
   [ -x "$build/tests/$t" ] && ln -s "$build/tests/$t" "$tmp/bin/$t"
 done
 export PATH="$tmp/path:$PATH"

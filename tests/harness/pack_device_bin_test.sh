@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/pack_device_bin, what scripts/device_build uses to stage the GPU session's
 # binaries: run on the normal build's binaries (fast gzip level), the tarball holds exactly
-# bin/{seqscale,kernels_tests,comm_tests,harness_tests}, the size is printed, and the
+# bin/{seqscale,kernels_tests,layers_tests,comm_tests,harness_tests}, the size is printed, and the
 # size logic fails (exit 1, no tarball left behind) over the carry limit; a missing binary
 # fails too.
 #   pack_device_bin_test.sh SOURCE_DIR BUILD_DIR
@@ -23,11 +23,11 @@ cat "$tmp/err"
 [ $rc = 0 ] || fail "packing $build exited $rc"
 grep -q 'MiB packed' "$tmp/err" || fail "the packed size is not printed"
 [ "$(tar -tzf "$tmp/bin.tar.gz" | grep -v '/$' | sort | tr '\n' ' ')" = \
-  "bin/comm_tests bin/harness_tests bin/kernels_tests bin/seqscale " ] || fail "unexpected tarball contents"
+  "bin/comm_tests bin/harness_tests bin/kernels_tests bin/layers_tests bin/seqscale " ] || fail "unexpected tarball contents"
 
 # Over the limit: exit 1 and no tarball (small fake binaries, a limit below their size).
 mkdir -p "$tmp/flat"
-for n in seqscale kernels_tests comm_tests harness_tests; do
+for n in seqscale kernels_tests layers_tests comm_tests harness_tests; do
   head -c 200000 /dev/urandom > "$tmp/flat/$n"
   chmod +x "$tmp/flat/$n"
 done
