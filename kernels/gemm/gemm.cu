@@ -134,7 +134,9 @@ GemmRunner::Plan& GemmRunner::plan_for(const GemmParams& p) {
   }
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
-  for (cublasComputeType_t compute : computes) {
+  for (std::size_t ci = 0; ci < computes.size(); ++ci) {
+    const cublasComputeType_t compute = computes[ci];
+    const bool last = ci + 1 == computes.size();
     CUBLASLT_CHECK(cublasLtMatmulDescCreate(&plan.op, compute, CUDA_R_32F));
     set_desc(plan.op, CUBLASLT_MATMUL_DESC_TRANSA, p.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N);
     set_desc(plan.op, CUBLASLT_MATMUL_DESC_TRANSB, p.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N);
@@ -144,8 +146,14 @@ GemmRunner::Plan& GemmRunner::plan_for(const GemmParams& p) {
     const cublasStatus_t st =
         cublasLtMatmulAlgoGetHeuristic(handle_, plan.op, plan.b, plan.a, plan.c, plan.c, pref, 1, &result, &found);
     if (st == CUBLAS_STATUS_SUCCESS && found > 0) break;
-    if (st != CUBLAS_STATUS_SUCCESS && st != CUBLAS_STATUS_NOT_SUPPORTED) {
+    // A compute type this cuBLASLt refuses (PEDANTIC may be answered NOT_SUPPORTED or
+    // INVALID_VALUE) passes to the next; on the last, only "no algorithm" is an answer.
+    if (last && st != CUBLAS_STATUS_SUCCESS && st != CUBLAS_STATUS_NOT_SUPPORTED) {
+      cublasLtMatmulDescDestroy(plan.op);
       cublasLtMatmulPreferenceDestroy(pref);
+      cublasLtMatrixLayoutDestroy(plan.a);
+      cublasLtMatrixLayoutDestroy(plan.b);
+      cublasLtMatrixLayoutDestroy(plan.c);
       CUBLASLT_CHECK(st);
     }
     cublasLtMatmulDescDestroy(plan.op);

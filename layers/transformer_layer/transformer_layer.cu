@@ -234,7 +234,7 @@ void by_io(DType t, Fn&& fn) {
 
 template <typename T> T* as(const Ops::Tensor& t) { return static_cast<T*>(t.p); }
 
-void expect(bool ok, const char* op, const char* what) {
+void expect(bool ok, const char* op, const std::string& what) {
   if (!ok) throw std::logic_error(std::string("transformer layer (cuda): ") + op + ": " + what);
 }
 
@@ -253,15 +253,18 @@ Ops::TransformerCudaOps(cudaStream_t stream, DType io, AllocFn alloc, FreeFn fre
 // escape, or the point reads "crashed" instead of carrying the CUDA error. Teardown results
 // are not checked (after a sticky error every call returns it again).
 Ops::~TransformerCudaOps() {
+  // After a sticky error every free fails alike: the first says why, then a count.
+  std::int64_t failed = 0;
   for (const auto& [p, bytes] : owned_) {
     try {
       raw_free(p);
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "seqscale: transformer layer: free failed during teardown: %s\n", e.what());
+      if (failed++ == 0) std::fprintf(stderr, "seqscale: transformer layer: free failed during teardown: %s\n", e.what());
     } catch (...) {
-      std::fprintf(stderr, "seqscale: transformer layer: free failed during teardown\n");
+      if (failed++ == 0) std::fprintf(stderr, "seqscale: transformer layer: free failed during teardown\n");
     }
   }
+  if (failed > 1) std::fprintf(stderr, "seqscale: transformer layer: %lld frees failed in all\n", static_cast<long long>(failed));
   lt_.reset();
   if (lt_workspace_) (void)cudaFreeAsync(lt_workspace_, stream_);
   if (cublas_) (void)cublasDestroy(cublas_);
@@ -278,7 +281,12 @@ cublasHandle_t Ops::cublas() {
   return cublas_;
 }
 
+// The bench hands its stream to every timed call: the same stream is a no-op
+// (cublasSetStream would reset cuBLAS's workspace each time). A new stream waits for the
+// old one: memory allocated and freed stream-ordered there must be ready before it is used.
 void Ops::set_stream(cudaStream_t stream) {
+  if (stream == stream_) return;
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
   stream_ = stream;
   if (cublas_) CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
 }
@@ -423,7 +431,10 @@ void Ops::gemm_strided(bool ta, bool tb, std::int64_t m, std::int64_t n, std::in
                        std::int64_t batch) {
   expect(at == bt, "gemm", "operands of different dtypes");
   constexpr std::int64_t kIntMax = 2147483647;
-  for (std::int64_t v : {m, n, k, lda, ldb, ldc, batch}) expect(v <= kIntMax, "gemm", "a dimension exceeds cuBLAS's int");
+  for (const auto& [name, v] : {std::pair{"m", m}, {"n", n}, {"k", k}, {"lda", lda}, {"ldb", ldb}, {"ldc", ldc},
+                                {"batch", batch}}) {
+    if (v > kIntMax) expect(false, "gemm", std::string(name) + " = " + std::to_string(v) + " exceeds cuBLAS's int");
+  }
   const float al = static_cast<float>(alpha), be = static_cast<float>(beta);
   CUBLAS_CHECK(cublasGemmStridedBatchedEx(
       cublas(), tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(m),
@@ -494,18 +505,21 @@ void Ops::gemm_gelu(std::int64_t m, std::int64_t n, std::int64_t k, const Tensor
   p.bias = b ? b->p : nullptr;
   p.aux = u.p;
   if (try_fused(p)) return;
-  // Apart: u = A W, out = gelu(u + b) (kernels/bias_gelu), then u += b.
-  expect(b != nullptr, "gemm_gelu", "the GELU MLP has a bias (mlp=gelu implies biases)");
+  // Apart: u = A W, out = gelu(u + b) (kernels/bias_gelu; a zero bias when there is
+  // none), then u += b.
   gemm(false, false, m, n, k, 1.0, a, w, 0.0, u);
+  Tensor zero = b ? Tensor{} : workspace(n * dtype_bytes(io_), "gelu_zero_bias");
+  if (!b) CUDA_CHECK(cudaMemsetAsync(zero.p, 0, static_cast<std::size_t>(n * dtype_bytes(io_)), stream_));
   BiasGeluFwdParams g;
   g.x = u.p;
-  g.bias = b->p;
+  g.bias = b ? b->p : zero.p;
   g.y = out.p;
   g.rows = m;
   g.cols = n;
   g.io = io_;
   seqscale::bias_gelu_fwd(g, stream_);
-  bias_add(u, *b, m, n);
+  if (b) bias_add(u, *b, m, n);
+  release_workspace(zero);
 }
 
 void Ops::gemm_dgelu(std::int64_t m, std::int64_t n, std::int64_t k, const Tensor& da, const Tensor& w, const Tensor& u,
@@ -778,7 +792,10 @@ void Ops::collective(const CommOp& op, const Tensor& send, Tensor& recv, Reducti
   const std::int64_t expected_recv = op.collective == Collective::kAllGather       ? send.n * g
                                      : op.collective == Collective::kReduceScatter ? send.n / g
                                                                                    : send.n;
-  if (g < 1 || moved * es != op.bytes || recv.n != expected_recv || send.n % g != 0) {
+  // Only reduce-scatter and all-to-all split send into group_size equal blocks (as the CPU
+  // executor checks): an all-reduce of the loss's per-token vectors may be any length.
+  const bool blocks = op.collective == Collective::kReduceScatter || op.collective == Collective::kAllToAll;
+  if (g < 1 || moved * es != op.bytes || recv.n != expected_recv || (blocks && send.n % g != 0)) {
     throw std::logic_error("transformer layer (cuda): " + std::string(collective_name(op.collective)) + " of " +
                            std::to_string(op.bytes) + " B on " + std::to_string(g) + " ranks does not fit tensors of " +
                            std::to_string(send.n) + " -> " + std::to_string(recv.n) + " elements");

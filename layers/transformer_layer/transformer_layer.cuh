@@ -25,11 +25,14 @@
 //
 // Memory: every tensor comes from the caller's allocator (the bench's pool), so the pool's
 // high-water mark is the layer's peak. Besides the def's tensors the backend allocates only
-// the kernels' transient workspaces (LayerNorm/RMSNorm weight-gradient partials, <= 4 MiB
-// at hidden 8192; the DGELU epilogue's bias gradient in bf16, [ffn]; for GQA on the fused
-// path, one dK/dV pair per extra query group), so the measured peak is the recorded
+// the kernels' transient workspaces, one at a time (LayerNorm/RMSNorm weight-gradient
+// partials, <= 4 MiB at hidden 8192; the DGELU epilogue's bias gradient in bf16, [ffn], or
+// apart a zero bias and kernels/bias_gelu's partials, 12 MiB at ffn 24576; for GQA on the
+// fused path, one dK/dV pair per extra query group), so the measured peak is the recorded
 // program's plus at most max_workspace_bytes(). cuBLAS and cuBLASLt take their workspaces
-// from the device's current pool, not from the caller's allocator. The fused
+// from the device's current pool, not from the caller's allocator. FC1's bias gradient
+// passes through bf16 when the DGELU epilogue makes it (cuBLASLt writes it in the output's
+// type, as in Transformer Engine) before it is widened into the fp32 gradient. The fused
 // backward runs CausalBwdMode::kDeterministic: the atomic mode needs an fp32 dQ accumulator
 // [b, H, s, d] (2x dQ in bf16) that the program does not hold, and would break that bound.
 //

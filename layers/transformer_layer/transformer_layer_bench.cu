@@ -3,9 +3,10 @@
 // layers, chunked cross-entropy, Adam) on TransformerCudaOps (transformer_layer.cuh), bf16
 // by default (fp32 also runs). Every tensor comes from the harness's pool, so peak_bytes is
 // the step's measured high-water mark, beside model_peak_bytes (the replay of the recorded
-// program of the same point; the backend adds only transient kernel workspaces, <= 4 MiB
-// at hidden 8192). A point the double reference can afford is checked once (dx and every
-// parameter gradient; the stack's loss too) before it is timed. The harness derives
+// program of the same point; the backend adds only transient kernel workspaces, at most
+// max_workspace_bytes() at once: transformer_layer.cuh). A point the double reference can
+// afford is checked once (dx and every parameter gradient; the stack's loss too) before it
+// is timed. The harness derives
 // TFLOPs (declared FLOPs / median time), tokens_per_s and, with peak_flops set here from
 // the cluster file (axis `cluster`, else the device's name: H200 -> h200, H100 -> h100),
 // mfu = declared FLOPs / time / peak. The declared FLOPs are the program's: recomputation
