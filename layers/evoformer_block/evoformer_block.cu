@@ -164,7 +164,12 @@ cublasHandle_t Ops::cublas() {
   return cublas_;
 }
 
+// The bench hands its stream to every timed call: the same stream is a no-op
+// (cublasSetStream would reset cuBLAS's workspace each time). A new stream waits for the
+// old one: memory allocated and freed stream-ordered there must be ready before it is used.
 void Ops::set_stream(cudaStream_t stream) {
+  if (stream == stream_) return;
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
   stream_ = stream;
   if (cublas_) CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
 }
