@@ -18,6 +18,14 @@ every point and a rerun skips the points already there, so a run cut off by a ti
 keeps what it measured and the next one resumes. --dry-run lists the peer points and needs
 no PyTorch. DS4Sci's kernel is JIT-built (minutes) on its first call: it runs only when
 DeepSpeed has it prebuilt or already built, or when SEQSCALE_PEERS_DS4SCI=1.
+
+--maxseq AXIS bisects AXIS instead of timing: per group of peer points equal but for AXIS,
+the largest value of the matrix's grid whose one forward + backward runs, an OOM being a
+probe's answer (memory grows with the axis, so the sorted grid is searched by halves; the
+boundary is proven: the answer ran and the next grid value did not). DIR/measured_max_seq.json
+takes seqscale bench --maxseq's format (a JSON array of rows: bench, backend, axis, group
+with impl, measured_max, predicted_max null, first_infeasible_reason, probes), rewritten
+after every group; a rerun skips the groups already there.
 """
 import argparse
 import glob
@@ -319,6 +327,82 @@ def write_results(path, run, points_out):
     os.replace(tmp, path)
 
 
+def bisect_grid(values, probe):
+    """The largest of the sorted `values` whose probe(value) is "ok", searched by halves.
+    probe answers ("ok" | "oom" | "failed", reason). Returns (largest or None, probes,
+    first infeasible reason); a failed probe (not an OOM) ends the search there."""
+    lo, hi, probes, infeasible = -1, len(values), [], ""
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        status, reason = probe(values[mid])
+        probes.append({"value": values[mid], "status": status, "reason": reason})
+        if status == "ok":
+            lo = mid
+        elif status == "oom":
+            hi, infeasible = mid, reason
+        else:
+            return None, probes, reason
+    return (values[lo] if lo >= 0 else None), sorted(probes, key=lambda p: p["value"]), infeasible
+
+
+# The steps a peer runs whole (forward + backward), which --maxseq can probe.
+MAXSEQ_BENCHES = STEP_BENCHES
+
+
+def maxseq_groups(todo, axis):
+    """(name, group params without the axis, sorted axis values) per group of peer points
+    of a step this peer runs (the stack has no PyTorch peer)."""
+    groups = {}
+    for name, _, params in todo:
+        if axis not in params or name not in MAXSEQ_BENCHES:
+            continue
+        group = {k: v for k, v in params.items() if k != axis}
+        key = (name, json.dumps(group, sort_keys=True))
+        groups.setdefault(key, (name, group, set()))[2].add(int(params[axis]))
+    return [(name, group, sorted(vals)) for name, group, vals in groups.values()]
+
+
+def probe_step(name, params):
+    """One forward + backward of the peer point: ("ok" | "oom" | "failed", reason)."""
+    work = None
+    try:
+        torch.cuda.empty_cache()
+        work = make_work(name, params)
+        if work is None:
+            return "failed", "no peer for this point"
+        work[0]()
+        torch.cuda.synchronize()
+        return "ok", ""
+    except torch.cuda.OutOfMemoryError as e:
+        return "oom", str(e).splitlines()[0]
+    except Exception as e:  # noqa: BLE001 -- a failed probe is a row, not a crash
+        return "failed", f"{type(e).__name__}: {e}"
+    finally:
+        del work
+        torch.cuda.empty_cache()
+
+
+def run_maxseq(todo, axis, out_dir):
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, "measured_max_seq.json")
+    rows = json.load(open(path)) if os.path.exists(path) else []
+    done = {(r["bench"], json.dumps(r["group"], sort_keys=True)) for r in rows}
+    for name, group, values in maxseq_groups(todo, axis):
+        if (name, json.dumps(group, sort_keys=True)) in done:
+            continue
+        best, probes, reason = bisect_grid(values, lambda v: probe_step(name, dict(group, **{axis: v})))
+        rows.append({"bench": name, "backend": "cuda", "axis": axis, "group": group, "measured_max": best,
+                     "predicted_max": None, "first_infeasible_reason": reason, "probes": probes})
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(rows, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        print(f"maxseq {name} {json.dumps(group, sort_keys=True)}: {axis} {best} "
+              f"({len(probes)} probes of {len(values)} values)", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--matrix", required=True)
@@ -328,6 +412,7 @@ def main():
     ap.add_argument("--commit", default=os.environ.get("SEQSCALE_GIT_COMMIT", "unknown"))
     ap.add_argument("--retry-failed", action="store_true", help="rerun points recorded as failed")
     ap.add_argument("--dry-run", action="store_true", help="list the peer points and exit (no PyTorch needed)")
+    ap.add_argument("--maxseq", metavar="AXIS", help="bisect AXIS for the largest value that runs (no timing)")
     args = ap.parse_args()
     matrix = json.load(open(args.matrix))
     try:
@@ -336,11 +421,20 @@ def main():
         sys.exit(f"torch_peers: --filter is not a valid regex: {e}")
     todo = peer_points(matrix, filters)
     if args.dry_run:
+        if args.maxseq:
+            for name, group, values in maxseq_groups(todo, args.maxseq):
+                print(f"{name} {json.dumps(group, sort_keys=True)}: {len(values)} values of {args.maxseq}")
+            return
         for _, pid, _ in todo:
             print(pid)
         return
     if torch is None:
         sys.exit("torch_peers: PyTorch is not installed")
+    if args.maxseq:
+        if not maxseq_groups(todo, args.maxseq):
+            sys.exit(f"torch_peers: --maxseq: no selected point has the axis '{args.maxseq}'")
+        run_maxseq(todo, args.maxseq, args.out)
+        return
     timing = matrix.get("timing", {})
     props = torch.cuda.get_device_properties(0)
     os.makedirs(args.out, exist_ok=True)
