@@ -37,10 +37,10 @@ declare -A WHAT=(
   [facts]="nvidia-smi, seqscale info --json (stderr apart), ldd of every binary; stop if no device or a library is missing"
   [tests]="GPU tests only, SEQSCALE_GPU_REQUIRED=1, SEQSCALE_COMM_TIMEOUT_S=20: kernels_tests '*Gpu*' (60 s), layers_tests '*Gpu*' (20 s: the Evoformer block, the GPT layer and stack), comm_tests 'NcclGpu*:CudaStrategyMath*' (40 s), harness_tests '*Gpu*' (10 s); rc, skips, seqscale-tests line"
   [memcheck]="compute-sanitizer memcheck on the attention GPU tests: the causal kernels at awkward lengths (20 s), the Evoformer tensor-core kernels (25 s), then SIMT and naive; 'Device not supported' -> go on"
-  [checks]="bench --check-only on every CUDA kernel point: evoformer (priority order), ceilings, softmax, layernorm; the GPT layer and stack at tiny-gpt (transformer)"
+  [checks]="bench --check-only on every CUDA kernel point: evoformer (priority order), ceilings, softmax, layernorm; the causal attention at GenSLM's shape; the GPT layer and stack at tiny-gpt (transformer)"
   [ceilings]="ceilings matrix: gemm bf16 and copy (--no-check: checked in 'checks')"
-  [evoformer]="evoformer matrix, priority order: fwd naive vs fused at the training shapes, kernel=simt vs tc, Evoformer block naive vs fused (time, peak), fwd+bwd at the training shapes; then GenSLM's GPT layer (transformer matrix: fused by recompute mode, materialized, s 2K and 8K); then the rest of the evoformer matrix"
-  [peers]="PyTorch peers (SDPA, eager, block) at the evoformer points above, then the ceilings, then the GPT layer (eager, SDPA is_causal) at the transformer points above; results written per point"
+  [evoformer]="evoformer matrix, priority order: fwd naive vs fused at the training shapes, kernel=simt vs tc, Evoformer block naive vs fused (time, peak), fwd+bwd at the training shapes; then the causal attention at GenSLM's shape (8K, 32K) and GenSLM's GPT layer (transformer matrix: fused by recompute mode, materialized, s 2K and 8K); then the rest of the evoformer matrix"
+  [peers]="PyTorch peers (SDPA, eager, block) at the evoformer points above, then the ceilings, then causal attention and the GPT layer (eager, SDPA is_causal) at the points above; results written per point"
   [predictions]="the model's numbers for the same points (bench --source model --cluster h200|h100; CPU only)"
 )
 # Old stage names (earlier README): 'matrices' meant the measured matrices.
@@ -72,6 +72,12 @@ PEER_EVO_FILTERS=("${EVO_FILTERS[@]:0:4}")
 # head size 128, the stack) is for longer sessions: bench --matrix transformer --filter /cuda/.
 TRANSFORMER_FILTER='transformer_layer/cuda/(gemm_epilogues=0,)?model=genslm-25b,plan=attn=(fused,recompute=(none|selective|full)|materialized,recompute=none,mask=bool),seq=(2048|8192)$'
 TRANSFORMER_CHECK_FILTER='transformer_(layer|stack)/cuda/.*model=tiny-gpt'
+# The causal attention kernel at GenSLM's tp = 1 shape (64 heads of 96, B = 1) at 8K and
+# 32K tokens: forward, and forward + backward with the atomic and the deterministic dQ
+# (workloads/matrices/causal_attention.json), checked in 'checks', timed in the evoformer
+# stage before GenSLM's layer, beside the PyTorch peers (SDPA is_causal, eager) at the same
+# shapes: issue 14's goals (>= 50% of the bf16 GEMM rate, at least SDPA's speed).
+CAUSAL_FILTER='causal_attention_fwd(bwd)?/cuda/B=1,D=96,H=64,S=(8192|32768),'
 
 
 # SEQSCALE_GPU_LIMITS="evoformer=300 peers=120" gives a stage more (or less) time, e.g. in
@@ -354,7 +360,7 @@ stage_memcheck() {
 stage_checks() {
   local dir="$SS_RES/checks" rc=0 r m
   if [ "$SS_DRY" = 1 ]; then
-    say "no device (dry run): would check $(dry_counts evoformer "${EVO_FILTERS[@]}"), $(dry_counts ceilings /cuda/), $(dry_counts softmax /cuda/), $(dry_counts layernorm /cuda/), $(dry_counts transformer "$TRANSFORMER_CHECK_FILTER") points"
+    say "no device (dry run): would check $(dry_counts evoformer "${EVO_FILTERS[@]}"), $(dry_counts ceilings /cuda/), $(dry_counts softmax /cuda/), $(dry_counts layernorm /cuda/), $(dry_counts causal_attention "$CAUSAL_FILTER"), $(dry_counts transformer "$TRANSFORMER_CHECK_FILTER") points"
     return 0
   fi
   local f
@@ -369,10 +375,14 @@ stage_checks() {
     done
   fi
   if [ "$rc" = 0 ]; then
+    bench_run "$dir/causal_attention" causal_attention "$CAUSAL_FILTER" --check-only; r=$?
+    [ "$r" = 124 ] && rc=124
+  fi
+  if [ "$rc" = 0 ]; then
     bench_run "$dir/transformer" transformer "$TRANSFORMER_CHECK_FILTER" --check-only; r=$?
     [ "$r" = 124 ] && rc=124
   fi
-  for m in evoformer ceilings softmax layernorm transformer; do
+  for m in evoformer ceilings softmax layernorm causal_attention transformer; do
     [ -d "$dir/$m" ] && summarize "$dir/$m" "checks $m"
   done
   return "$rc"
@@ -396,30 +406,34 @@ stage_ceilings() {
 
 stage_evoformer() {
   if [ "$SS_DRY" = 1 ]; then
-    say "no device (dry run): would time $(dry_counts evoformer "${EVO_FILTERS[@]}") points, in that order, the goal filters then $(dry_counts transformer "$TRANSFORMER_FILTER") points before the rest"
+    say "no device (dry run): would time $(dry_counts evoformer "${EVO_FILTERS[@]}") points, in that order, the goal filters then $(dry_counts causal_attention "$CAUSAL_FILTER") and $(dry_counts transformer "$TRANSFORMER_FILTER") points before the rest"
     return 0
   fi
   local f rc=0 i=0
   for f in "${EVO_FILTERS[@]}"; do
-    # After the Evoformer's four goal filters: GenSLM's layer, then the rest of the matrix.
+    # After the Evoformer's four goal filters: GenSLM's attention and layer, then the rest
+    # of the matrix.
     if [ "$i" = 4 ]; then
+      bench_run "$SS_RES/causal_attention" causal_attention "$CAUSAL_FILTER" "${TIMED_ARGS[@]}" || { rc=$?; break; }
       bench_run "$SS_RES/transformer" transformer "$TRANSFORMER_FILTER" "${TIMED_ARGS[@]}" || { rc=$?; break; }
     fi
     i=$((i + 1))
     bench_run "$SS_RES/evoformer" evoformer "$f" "${TIMED_ARGS[@]}" || { rc=$?; break; }
   done
   summarize "$SS_RES/evoformer" evoformer --pairs
+  [ -d "$SS_RES/causal_attention" ] && summarize "$SS_RES/causal_attention" causal_attention
   [ -d "$SS_RES/transformer" ] && summarize "$SS_RES/transformer" transformer
   return "$rc"
 }
 
 stage_peers() {
   if [ "$SS_DRY" = 1 ]; then
-    local e c t
+    local e c a t
     e=$(SEQSCALE_PEERS_DRY_RUN=1 bash "$root/scripts/peers.sh" "$SS_WORK/dry/peers" evoformer "${PEER_EVO_FILTERS[@]}" 2>/dev/null | grep -c /cuda/)
     c=$(SEQSCALE_PEERS_DRY_RUN=1 bash "$root/scripts/peers.sh" "$SS_WORK/dry/peers" ceilings "$CEIL_FILTER" 2>/dev/null | grep -c /cuda/)
+    a=$(SEQSCALE_PEERS_DRY_RUN=1 bash "$root/scripts/peers.sh" "$SS_WORK/dry/peers" causal_attention "$CAUSAL_FILTER" 2>/dev/null | grep -c /cuda/)
     t=$(SEQSCALE_PEERS_DRY_RUN=1 bash "$root/scripts/peers.sh" "$SS_WORK/dry/peers" transformer "$TRANSFORMER_FILTER" 2>/dev/null | grep -c /cuda/)
-    say "no device (dry run): would run $e evoformer, $c ceilings and $t transformer peer points"
+    say "no device (dry run): would run $e evoformer, $c ceilings, $a causal attention and $t transformer peer points"
     return 0
   fi
   if ! command -v python3 >/dev/null; then
@@ -427,7 +441,7 @@ stage_peers() {
     return 0
   fi
   local log="$SS_WORK/logs/peers.log" rc=0 r m
-  local -a runs=("evoformer" "ceilings" "transformer")
+  local -a runs=("evoformer" "ceilings" "causal_attention" "transformer")
   # PyTorch finds its own CUDA libraries (the wheels' RUNPATH); the toolkit folders put
   # first in LD_LIBRARY_PATH for seqscale would take precedence: give it the machine's own.
   local -a penv=(env -u LD_LIBRARY_PATH)
@@ -435,6 +449,7 @@ stage_peers() {
   for m in "${runs[@]}"; do
     local -a filters=("$CEIL_FILTER")
     [ "$m" = evoformer ] && filters=("${PEER_EVO_FILTERS[@]}")
+    [ "$m" = causal_attention ] && filters=("$CAUSAL_FILTER")
     [ "$m" = transformer ] && filters=("$TRANSFORMER_FILTER")
     echo "## $(date -u +%FT%TZ) peers $m" >> "$log"
     limited 600 "${penv[@]}" bash "$root/scripts/peers.sh" "$SS_RES/peers" "$m" "${filters[@]}" >> "$log" 2>&1
@@ -460,9 +475,11 @@ stage_predictions() {
   fi
   local log="$SS_WORK/logs/predictions.log" m f rc=0
   # The model rewrites its file on each call: one call per matrix, the union of the filters.
-  for m in evoformer ceilings; do
+  for m in evoformer ceilings causal_attention transformer; do
     f=/cuda/
     [ "$m" = ceilings ] && f="$CEIL_FILTER"
+    [ "$m" = causal_attention ] && f="$CAUSAL_FILTER"
+    [ "$m" = transformer ] && f="$TRANSFORMER_FILTER"
     limited 10 "$SS_BIN" bench --matrix "$m" --filter "$f" --source model --cluster "$cluster" \
       --out "$SS_RES/model/$m" >> "$log" 2>&1 || rc=$?
   done

@@ -4,9 +4,11 @@
 # attention and the evoformer matrix: SDPA with the float bias, eager PyTorch (OpenFold's
 # path), cuEquivariance and DS4Sci when installed (DS4Sci only if it needs no JIT build of
 # minutes: scripts/peers/torch_peers.py), and one Evoformer block in plain PyTorch; for the
-# transformer matrix: one GPT layer in plain PyTorch (eager and SDPA is_causal).
+# causal_attention matrix: SDPA is_causal and eager causal attention; for the transformer
+# matrix: one GPT layer in plain PyTorch (eager and SDPA is_causal).
 #
-#   scripts/peers.sh OUT                          layernorm, ceilings, evoformer, transformer: every CUDA point
+#   scripts/peers.sh OUT                          layernorm, ceilings, evoformer, causal_attention,
+#                                                 transformer: every CUDA point
 #   scripts/peers.sh OUT MATRIX [FILTER...]       one matrix; FILTERs are seqscale point-id
 #                                                 regexes, run in the order given
 # Results: OUT/<matrix>/results.json, rewritten after every point; a rerun resumes, so a
@@ -35,7 +37,7 @@ peer_args() {  # MATRIX [FILTER...] -> torch_peers.py's arguments
 
 if [ $# -eq 0 ]; then
   rc=0
-  for m in layernorm ceilings evoformer transformer; do
+  for m in layernorm ceilings evoformer causal_attention transformer; do
     mapfile -d '' -t args < <(peer_args "$m")
     python3 "${args[@]}" || { echo "peer $m failed (rc=$?)"; rc=1; }
   done

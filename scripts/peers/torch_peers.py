@@ -205,6 +205,35 @@ def make_work(name, p):
         del bias
         flops = (4.0 + (10.0 if bwd else 0.0)) * B * N * H * L * L * D
         return fn, flops, 4.0 * B * N * L * H * D * es
+    if name in ("causal_attention_fwd", "causal_attention_fwdbwd"):
+        # GPT causal self-attention at the same point (B, S, H, D), two ways:
+        #   torch_sdpa  F.scaled_dot_product_attention(is_causal=True) on [B, H, S, D]
+        #               (PyTorch picks its flash kernel at these shapes)
+        #   torch_eager Q K^T / sqrt(D), the causal mask, softmax, P V (the S^2 baseline)
+        # FLOPs in seqscale's convention (causal_attention_cost.h): forward 2 B H S^2 D,
+        # backward 2.5x, so TFLOP/s compare with seqscale's own points.
+        dt = DTYPES[p["dtype"]]
+        B, S, H, D = p["B"], p["S"], p["H"], p["D"]
+        bwd = name.endswith("_fwdbwd")
+        es = torch.tensor([], dtype=dt).element_size()
+        q, k, v = (torch.randn(B, H, S, D, device=dev, dtype=dt).requires_grad_(bwd) for _ in range(3))
+        impl = p["impl"]
+        if impl == "torch_sdpa":
+            def forward():
+                return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            causal = torch.ones(S, S, device=dev, dtype=torch.bool).tril()
+
+            def forward():
+                s = torch.matmul(q, k.transpose(-1, -2)) / D ** 0.5
+                return torch.matmul(torch.softmax(s.masked_fill(~causal, float("-inf")), dim=-1), v)
+        if not bwd:
+            fn = forward
+        else:
+            do = torch.randn(B, H, S, D, device=dev, dtype=dt)
+            fn = lambda: torch.autograd.grad(forward(), (q, k, v), do)  # noqa: E731
+        fwd_flops = 2.0 * B * H * S * S * D
+        return fn, fwd_flops * (3.5 if bwd else 1.0), (8.0 if bwd else 4.0) * B * S * H * D * es
     if name == "evoformer_block":
         # One Evoformer block, forward + backward, in plain PyTorch (evoformer_block_torch.py)
         # in the point's dtype: torch_eager (OpenFold's matmul + softmax attention) and
@@ -298,14 +327,20 @@ def peer_points(matrix, filters):
             if plan.get("attn", "fused") != "fused":
                 continue  # one PyTorch run per (shape, recompute): keyed off the fused points
             params = dict(params, plan="recompute=" + plan.get("recompute", "none"))
+        if name.startswith("causal_attention_") and (params.get("kernel", "tc") != "tc"
+                                                    or params.get("deterministic", 0) not in (0, "0")):
+            continue  # one PyTorch run per shape: keyed off the tensor-core, atomic points
         if name.startswith("evoformer_attn_"):
             impls = ["torch_sdpa", "torch_eager", "cueq", "ds4sci"]
+        elif name.startswith("causal_attention_"):
+            impls = ["torch_sdpa", "torch_eager"]
         elif name in ("evoformer_block", "transformer_layer"):
             impls = ["torch_eager", "torch_sdpa"]
         else:
             impls = ["torch"]
-        # The axes that name seqscale's own variant (attn, kernel) mean nothing for a peer.
-        base = {k: v for k, v in params.items() if k not in ("attn", "kernel")}
+        # The axes that name seqscale's own variant (attn, kernel, deterministic) mean nothing
+        # for a peer.
+        base = {k: v for k, v in params.items() if k not in ("attn", "kernel", "deterministic")}
         for impl in impls:
             pp = dict(base, impl=impl)
             pid = seqscale_id(name, pp)

@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""scripts/peers/torch_peers.py --maxseq without a GPU or PyTorch: the grid bisection finds
+"""scripts/peers/torch_peers.py without a GPU or PyTorch. --maxseq: the grid bisection finds
 the largest value that runs with its boundary proven in at most ceil(log2(n + 1)) probes,
 stops at a failed (non-OOM) probe, and the groups of transformer_maxseq.json are the GPT
-layer's (per recompute mode and impl), never the stack's, which has no PyTorch peer.
-  peers_maxseq_test.py SOURCE_DIR"""
+layer's (per recompute mode and impl), never the stack's, which has no PyTorch peer. The
+causal attention points: one SDPA and one eager peer per shape, keyed off seqscale's
+tensor-core atomic point, ids that never collide with seqscale's.
+  peers_test.py SOURCE_DIR"""
 import json
 import math
 import os
 import random
+import re
 import subprocess
 import sys
 
@@ -60,4 +63,13 @@ out = subprocess.run([sys.executable, os.path.join(src, "scripts", "peers", "tor
                       "--out", "/nonexistent", "--maxseq", "seq", "--dry-run"], capture_output=True, text=True)
 if out.returncode != 0 or len(out.stdout.splitlines()) != 6:
     fail(f"--dry-run --maxseq: rc {out.returncode}, {out.stdout!r} {out.stderr!r}")
-print("PASS: bisection over 200 random grids, failed probes stop, 6 layer groups")
+
+causal = json.load(open(os.path.join(src, "workloads", "matrices", "causal_attention.json")))
+peers = tp.peer_points(causal, [re.compile(r"causal_attention_fwd(bwd)?/cuda/B=1,D=96,H=64,S=(8192|32768),")])
+ids = [pid for _, pid, _ in peers]
+if len(ids) != 8 or len(set(ids)) != 8:
+    fail(f"causal peers at GenSLM's shape: {ids}, want 2 benches x 2 lengths x (sdpa, eager)")
+for _, pid, params in peers:
+    if "kernel" in params or "deterministic" in params or params["impl"] not in ("torch_sdpa", "torch_eager"):
+        fail(f"{pid}: a peer point carries seqscale's own variant axes or an unknown impl")
+print("PASS: bisection over 200 random grids, failed probes stop, 6 layer groups, 8 causal peer points")
