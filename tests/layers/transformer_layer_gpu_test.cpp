@@ -223,7 +223,7 @@ std::vector<double> download_values(const void* src, DType t, std::int64_t n) {
   return out;
 }
 
-TEST(TransformerCudaOps, AdamMatchesTheReferenceOverThreeSteps) {
+TEST(TransformerCudaOpsGpu, AdamMatchesTheReferenceOverThreeSteps) {
   SEQSCALE_REQUIRE_GPU();
   const std::uint64_t seed = testing_support::test_seed();
   std::mt19937_64 rng(seed);
