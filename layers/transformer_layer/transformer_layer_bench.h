@@ -2,8 +2,7 @@
 // share (transformer_layer_bench.cpp, transformer_layer_bench.cu): the point's axes, the
 // model's StepProgram of the same point declared to the harness (its FLOPs and bytes, its
 // peak as metric model_peak_bytes, tokens_per_step), whether the double reference can
-// check it within the check budget, the model's side of `bench --source model`, and the
-// gradient comparison.
+// check it within the check budget, and the model's side of `bench --source model`.
 //
 // Axes: model (a transformer model file or HF config.json), plan (attn, recompute, mask,
 // tp, sp, sp_degree: --plan's syntax), seq, micro_batch [1], dtype [the backend's default];
@@ -35,11 +34,5 @@ struct TransformerBenchPoint {
 // model`, maxseq's prediction), where the program's memory events were replayed through
 // the state's allocator and nothing is left to do.
 bool setup_transformer_point(BenchState& s, bool stack, std::initializer_list<DType> dtypes, TransformerBenchPoint& pt);
-
-// Each gradient relative to its own largest value, except one that is zero up to rounding:
-// the key bias's (softmax is invariant to a shift of a row's logits, and q . b_k shifts
-// every logit of a row alike), judged against the largest gradient of the step instead.
-CheckResult compare_transformer_grads(const std::vector<std::vector<double>>& got,
-                                      const std::vector<std::vector<double>>& want, const CheckTolerance& tol);
 
 }  // namespace seqscale

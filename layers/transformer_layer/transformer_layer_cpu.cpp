@@ -652,6 +652,24 @@ void TransformerCpuOpsT<S>::adam(Tensor& w, const Tensor& dw, Tensor& master, Te
 template class TransformerCpuOpsT<double>;
 template class TransformerCpuOpsT<float>;
 
+CheckResult compare_transformer_grads(const std::vector<std::vector<double>>& got,
+                                      const std::vector<std::vector<double>>& want, const CheckTolerance& tol) {
+  const auto max_abs = [](const std::vector<double>& v) {
+    double m = 0;
+    for (double x : v) m = std::max(m, std::fabs(x));
+    return m;
+  };
+  double scale = 0;
+  for (const auto& w : want) scale = std::max(scale, max_abs(w));
+  CheckResult r;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    const bool zero_by_symmetry = max_abs(want[i]) < 1e-9 * scale;
+    const CheckTolerance t = zero_by_symmetry ? CheckTolerance{tol.rel_to_max * scale, 0, 0} : tol;
+    r.merge(compare_values("param_grad[" + std::to_string(i) + "]", got[i], want[i], t));
+  }
+  return r;
+}
+
 // ---- whole runs on the reference ---------------------------------------------------------------
 
 namespace {

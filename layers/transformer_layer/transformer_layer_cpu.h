@@ -35,6 +35,12 @@ inline CheckTolerance transformer_layer_tolerance(DType t) {
   return {rel * 1e-3, 0, rel};
 }
 
+// Each gradient relative to its own largest value, except one that is zero up to rounding:
+// the key bias's (softmax is invariant to a shift of a row's logits, and q . b_k shifts
+// every logit of a row alike), judged against the largest gradient of the step instead.
+CheckResult compare_transformer_grads(const std::vector<std::vector<double>>& got,
+                                      const std::vector<std::vector<double>>& want, const CheckTolerance& tol);
+
 // One emitted collective on fp32 host buffers, and the groups it runs on: what the
 // executor needs of a communicator. The caller's adapter runs op.collective on op.group
 // (all_reduce: send_count elements, send may be recv; all_gather: send_count in;

@@ -154,26 +154,6 @@ std::vector<double> sum_over(Communicator& c, GroupKind g, const std::vector<dou
   return {f.begin(), f.end()};
 }
 
-// Each gradient relative to its own largest value, but one that is zero up to rounding
-// (the key bias's: softmax ignores a shift of a row) against the step's largest gradient.
-CheckResult compare_grads(const std::vector<std::vector<double>>& got, const std::vector<std::vector<double>>& want) {
-  const CheckTolerance tol = transformer_layer_tolerance(DType::kFp32);
-  auto max_abs = [](const std::vector<double>& v) {
-    double m = 0;
-    for (double x : v) m = std::max(m, std::fabs(x));
-    return m;
-  };
-  double scale = 0;
-  for (const auto& w : want) scale = std::max(scale, max_abs(w));
-  CheckResult r;
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    const bool zero_by_symmetry = max_abs(want[i]) < 1e-9 * scale;
-    r.merge(compare_values("param_grad[" + std::to_string(i) + "]", got[i], want[i],
-                           zero_by_symmetry ? CheckTolerance{tol.rel_to_max * scale, 0, 0} : tol));
-  }
-  return r;
-}
-
 // The model prices gradients at kGradBytes (ZeRO's 2 B accounting); the program keeps
 // fp32 gradients (Megatron's main_grad; layers/transformer_layer/README.md NOTE 4), so its
 // Megatron-SP per-step gradient all-reduce (the one overlappable TP all-reduce) moves
@@ -284,7 +264,7 @@ TEST(TransformerLayerMpi, GradientsPeakAndBytesMatchTheOneRankReferenceAndTheMod
         got.push_back(g);
         ref.push_back(tp_shard(want.param_grads[i], splits[i], d.tp, rank.tp_rank));
       }
-      r.merge(compare_grads(got, ref));
+      r.merge(compare_transformer_grads(got, ref, transformer_layer_tolerance(DType::kFp32)));
       EXPECT_TRUE(r.ok) << r.worst;
     }
   }
@@ -385,7 +365,7 @@ TEST(TransformerStackMpi, LossGradientsPeakAndBytesMatchTheOneRankReferenceAndTh
         got.push_back(g);
         ref.push_back(shard(i, want.param_grads[i]));
       }
-      r.merge(compare_grads(got, ref));
+      r.merge(compare_transformer_grads(got, ref, transformer_layer_tolerance(DType::kFp32)));
       EXPECT_TRUE(r.ok) << r.worst;
     }
   }
