@@ -67,11 +67,11 @@ CEIL_FILTER='gemm/cuda/.*dtype=bf16|copy/cuda/'
 PEER_EVO_FILTERS=("${EVO_FILTERS[@]:0:4}")
 # GenSLM's GPT layer (genslm-25b: hidden 6144, 64 heads of 96) at 2K and 8K tokens: the
 # fused path in each recompute mode and the materialized baseline (and the fused layer at
-# 32K, issue 14's MFU goal; the epilogues off at 8K), timed in the evoformer
+# 32K, issue 14's MFU goal; the epilogues off at 8K; the atomic dQ at 8K and 32K), timed in the evoformer
 # stage after its goal points (a stage cut off resumes them next call); the PyTorch peers
 # (eager, SDPA) at the same shapes. The rest of workloads/matrices/transformer.json (32K,
 # head size 128, the stack) is for longer sessions: bench --matrix transformer --filter /cuda/.
-TRANSFORMER_FILTER='transformer_layer/cuda/(gemm_epilogues=0,)?model=genslm-25b,plan=attn=(fused,recompute=(none|selective|full)|materialized,recompute=none,mask=bool),seq=(2048|8192)$|transformer_layer/cuda/model=genslm-25b,plan=attn=fused,recompute=none,seq=32768$'
+TRANSFORMER_FILTER='transformer_layer/cuda/(attn_bwd=atomic,|gemm_epilogues=0,)?model=genslm-25b,plan=attn=(fused,recompute=(none|selective|full)|materialized,recompute=none,mask=bool),seq=(2048|8192)$|transformer_layer/cuda/(attn_bwd=atomic,)?model=genslm-25b,plan=attn=fused,recompute=none,seq=32768$'
 TRANSFORMER_CHECK_FILTER='transformer_(layer|stack)/cuda/.*model=tiny-gpt'
 # The causal attention kernel at GenSLM's tp = 1 shape (64 heads of 96, B = 1) at 8K and
 # 32K tokens: forward, and forward + backward with the atomic and the deterministic dQ

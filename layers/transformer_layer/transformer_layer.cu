@@ -664,15 +664,15 @@ void Ops::attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const
   const std::int64_t es = dtype_bytes(io_);
   const std::int64_t nkv = batch * seq * kv_heads * d;
   // The kernel overwrites dK and dV; groups after the first write into a scratch pair that
-  // is added in (transient, counted in max_workspace_bytes).
-  Tensor dk_g{}, dv_g{};
-  if (g > 1) {
-    dk_g = workspace(2 * nkv * es, "gqa_dkv_group");
-    dv_g = Tensor{static_cast<char*>(dk_g.p) + nkv * es, nkv, Elem::kIo, io_};
-    dk_g.n = nkv;
-    dk_g.t = io_;
-    dk_g.elem = Elem::kIo;
-  }
+  // is added in. The atomic dQ mode's fp32 accumulator [B, kv_heads, S, D] is reused by
+  // every group's call. Both lie in one transient workspace (max_workspace_bytes): the
+  // accumulator first, then the pair.
+  const bool atomic = attention_bwd_mode_ == CausalBwdMode::kAtomic && io_ != DType::kFp32;
+  const std::int64_t accum_bytes = atomic ? 4 * nkv : 0, pair_bytes = g > 1 ? 2 * nkv * es : 0;
+  Tensor ws = workspace(accum_bytes + pair_bytes, "causal_bwd_workspace");
+  float* dq_accum = atomic ? as<float>(ws) : nullptr;
+  void* dk_g = g > 1 ? static_cast<char*>(ws.p) + accum_bytes : nullptr;
+  void* dv_g = g > 1 ? static_cast<char*>(dk_g) + nkv * es : nullptr;
   for (std::int64_t j = 0; j < g; ++j) {
     CausalAttentionParams p;
     p.shape = {batch, seq, kv_heads, d};
@@ -688,18 +688,19 @@ void Ops::attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const
     gr.d_o = static_cast<const char*>(d_o.p) + j * d * es;
     gr.dq = static_cast<char*>(dq.p) + j * d * es;
     gr.d_o_strides = gr.dq_strides = {seq * heads * d, heads * d, g * d};
-    gr.dk = j == 0 ? dk.p : dk_g.p;
-    gr.dv = j == 0 ? dv.p : dv_g.p;
+    gr.dk = j == 0 ? dk.p : dk_g;
+    gr.dv = j == 0 ? dv.p : dv_g;
     gr.dk_strides = gr.dv_strides = {seq * kv_heads * d, kv_heads * d, d};
     gr.row_dot = as<float>(row_dot) + j * batch * kv_heads * seq;
-    gr.mode = CausalBwdMode::kDeterministic;  // no fp32 dQ accumulator: see the header
+    gr.mode = atomic ? CausalBwdMode::kAtomic : CausalBwdMode::kDeterministic;
+    gr.dq_accum = dq_accum;
     causal_attention_bwd(p, gr, stream_);
     if (j > 0) {
-      accumulate(dk, dk_g, nkv);
-      accumulate(dv, dv_g, nkv);
+      accumulate(dk, Tensor{dk_g, nkv, Elem::kIo, io_}, nkv);
+      accumulate(dv, Tensor{dv_g, nkv, Elem::kIo, io_}, nkv);
     }
   }
-  release_workspace(dk_g);  // dv_g lies inside it
+  release_workspace(ws);
 }
 
 // out[b, h, i, j] = alpha x[b, i, h] . y[b, j, h / g]: per batch and query group j, one
@@ -987,12 +988,14 @@ struct OwnStream {
 }  // namespace
 
 TransformerLayerCudaRun run_transformer_layer_cuda(const TransformerLayerDims& d, MaskKind mask,
-                                                   const TransformerLayerInputs& in, DType io, bool gemm_epilogues) {
+                                                   const TransformerLayerInputs& in, DType io, bool gemm_epilogues,
+                                                   CausalBwdMode attention_bwd) {
   OwnStream stream;
   TransformerLayerCudaRun run;
   {
     Ops ops(stream.s, io);
     ops.set_gemm_epilogues(gemm_epilogues);
+    ops.set_attention_bwd(attention_bwd);
     // The allocation order of TransformerLayerStep (weights, x, mask, dy, dx), so the peak
     // is comparable with the recorded program's.
     TransformerLayerStep<Ops> step(ops, d, mask);

@@ -32,9 +32,12 @@
 // program's plus at most max_workspace_bytes(). cuBLAS and cuBLASLt take their workspaces
 // from the device's current pool, not from the caller's allocator. FC1's bias gradient
 // passes through bf16 when the DGELU epilogue makes it (cuBLASLt writes it in the output's
-// type, as in Transformer Engine) before it is widened into the fp32 gradient. The fused
-// backward runs CausalBwdMode::kDeterministic: the atomic mode needs an fp32 dQ accumulator
-// [b, H, s, d] (2x dQ in bf16) that the program does not hold, and would break that bound.
+// type, as in Transformer Engine) before it is widened into the fp32 gradient.
+// The fused backward runs CausalBwdMode::kDeterministic by default: no atomics, bitwise
+// repeatable, ~1.4x the backward attention's tensor-core work, and nothing the program does
+// not hold. set_attention_bwd(kAtomic) runs FlashAttention-2's and SDPA's default instead;
+// its fp32 dQ accumulator [b, kv_heads, s, d] (2x a query group's dQ in bf16) is one more
+// transient workspace.
 //
 // Streams: everything runs on the stream given (set_stream); memory from the allocator is
 // used on that stream only. Nothing touches the device before the first op (the cuBLAS
@@ -49,6 +52,7 @@
 #include <memory>
 #include <vector>
 
+#include "kernels/causal_attention/causal_attention_cost.h"
 #include "kernels/gemm/gemm.cuh"
 #include "layers/transformer_layer/transformer_layer_cpu.h"
 #include "layers/transformer_layer/transformer_stack_def.h"
@@ -104,6 +108,9 @@ class TransformerCudaOps {
   // The fused GEMMs' cuBLASLt epilogues (default on; bf16 only), and how many calls ran
   // fused and how many apart (no algorithm, or off) since construction.
   void set_gemm_epilogues(bool on) { epilogues_ = on; }
+  // How the fused backward forms dQ on tensor cores (default deterministic; fp32 runs the
+  // SIMT kernels, deterministic by construction).
+  void set_attention_bwd(CausalBwdMode mode) { attention_bwd_mode_ = mode; }
   std::int64_t fused_gemm_calls() const { return fused_gemms_; }
   std::int64_t unfused_gemm_calls() const { return unfused_gemms_; }
   void swiglu_fwd(const Tensor& gu, Tensor& a, std::int64_t rows, std::int64_t f);
@@ -177,6 +184,7 @@ class TransformerCudaOps {
   std::unique_ptr<GemmRunner> lt_;
   void* lt_workspace_ = nullptr;
   bool epilogues_ = true;
+  CausalBwdMode attention_bwd_mode_ = CausalBwdMode::kDeterministic;
   std::int64_t fused_gemms_ = 0, unfused_gemms_ = 0;
   std::map<void*, std::int64_t> owned_;  // live allocations (bytes), freed by the destructor
   std::int64_t tensor_live_ = 0, tensor_peak_ = 0, total_live_ = 0, total_peak_ = 0, max_workspace_ = 0;
@@ -193,10 +201,11 @@ struct TransformerLayerCudaRun {
 };
 // One layer forward + backward on the GPU with the weights and inputs of `in` (rounded to
 // `io`); the caller's x, mask, dy and dx are allocated as TransformerLayerStep does.
-// `gemm_epilogues`: TransformerCudaOps::set_gemm_epilogues.
+// `gemm_epilogues`, `attention_bwd`: TransformerCudaOps::set_gemm_epilogues, set_attention_bwd.
 TransformerLayerCudaRun run_transformer_layer_cuda(const TransformerLayerDims& d, MaskKind mask,
                                                    const TransformerLayerInputs& in, DType io,
-                                                   bool gemm_epilogues = true);
+                                                   bool gemm_epilogues = true,
+                                                   CausalBwdMode attention_bwd = CausalBwdMode::kDeterministic);
 
 struct TransformerStackCudaRun {
   TransformerStackRun out;

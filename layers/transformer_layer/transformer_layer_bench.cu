@@ -24,6 +24,7 @@
 #include "harness/gpu_runtime.h"
 #include "layers/transformer_layer/transformer_layer.cuh"
 #include "layers/transformer_layer/transformer_layer_bench.h"
+#include "workloads/config_error.h"
 #include "workloads/specs.h"
 
 namespace seqscale {
@@ -71,9 +72,16 @@ void set_peak(BenchState& s, const TransformerBenchPoint& pt) {
 }
 
 // Axis gemm_epilogues [1]: the fused GEMMs as cuBLASLt epilogues (1) or the GEMM and the
-// elementwise kernels apart (0), so a matrix measures what the fusion buys.
-void set_epilogues(BenchState& s, Ops& ops) {
+// elementwise kernels apart (0), so a matrix measures what the fusion buys. Axis attn_bwd
+// [deterministic]: the fused backward's dQ, deterministic or atomic (FlashAttention-2's and
+// SDPA's default, with a transient fp32 accumulator).
+void set_cuda_options(BenchState& s, Ops& ops) {
   ops.set_gemm_epilogues(!s.has("gemm_epilogues") || s.get_int("gemm_epilogues") != 0);
+  const std::string bwd = s.has("attn_bwd") ? s.get_string("attn_bwd") : "deterministic";
+  if (bwd != "deterministic" && bwd != "atomic") {
+    throw ConfigError("attn_bwd: must be deterministic or atomic, got '" + bwd + "'");
+  }
+  ops.set_attention_bwd(bwd == "atomic" ? CausalBwdMode::kAtomic : CausalBwdMode::kDeterministic);
 }
 // The share of fused-GEMM calls cuBLASLt ran with its epilogue (0 in fp32, or when off).
 void record_epilogues(BenchState& s, const Ops& ops) {
@@ -86,7 +94,7 @@ SEQSCALE_BENCH(transformer_layer_cuda, "transformer_layer", "steps", Backend::kC
   if (!setup_transformer_point(s, /*stack=*/false, {DType::kBf16, DType::kFp32}, pt)) return;
   set_peak(s, pt);
   Ops ops(harness_stream(s), pt.io, [&](std::size_t bytes) { return s.alloc(bytes); }, [&](void* p) { s.release(p); });
-  set_epilogues(s, ops);
+  set_cuda_options(s, ops);
   TransformerLayerStep<Ops> step(ops, pt.dims.layer, pt.mask);
   fill_weights(s, step.layer.params());
   s.fill_random(step.x.p, step.x.n, step.x.t, 101);
@@ -122,7 +130,7 @@ SEQSCALE_BENCH(transformer_stack_cuda, "transformer_stack", "steps", Backend::kC
   if (!setup_transformer_point(s, /*stack=*/true, {DType::kBf16, DType::kFp32}, pt)) return;
   set_peak(s, pt);
   Ops ops(harness_stream(s), pt.io, [&](std::size_t bytes) { return s.alloc(bytes); }, [&](void* p) { s.release(p); });
-  set_epilogues(s, ops);
+  set_cuda_options(s, ops);
   TransformerStackStep<Ops> step(ops, pt.dims);
   fill_weights(s, step.stack.params());
   step.stack.sync_master();

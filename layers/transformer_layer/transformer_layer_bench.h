@@ -10,7 +10,8 @@
 // layer: mlp (gelu | swiglu), norm (layernorm | rmsnorm), residual (sequential | parallel),
 // hidden, heads, ffn_hidden (e.g. genslm-25b with hidden 8192: head size 128). CUDA only:
 // gemm_epilogues [1] (0: the MLP's bias and GELU apart from its GEMMs; metric
-// fused_gemm_fraction says how many fused-GEMM calls ran as cuBLASLt epilogues).
+// fused_gemm_fraction says how many fused-GEMM calls ran as cuBLASLt epilogues), attn_bwd
+// [deterministic] (atomic: the fused backward's dQ with atomics and an fp32 accumulator).
 #pragma once
 #include <initializer_list>
 #include <memory>

@@ -338,9 +338,10 @@ def peer_points(matrix, filters):
             impls = ["torch_eager", "torch_sdpa"]
         else:
             impls = ["torch"]
-        # The axes that name seqscale's own variant (attn, kernel, deterministic) mean nothing
-        # for a peer.
-        base = {k: v for k, v in params.items() if k not in ("attn", "kernel", "deterministic")}
+        # The axes that name seqscale's own variant (attn, kernel, deterministic, attn_bwd,
+        # gemm_epilogues) mean nothing for a peer.
+        base = {k: v for k, v in params.items()
+                if k not in ("attn", "kernel", "deterministic", "attn_bwd", "gemm_epilogues")}
         for impl in impls:
             pp = dict(base, impl=impl)
             pid = seqscale_id(name, pp)

@@ -148,6 +148,17 @@ TEST_P(TransformerLayerGpu, MatchesReferenceAndRecordedPeak) {
     EXPECT_TRUE(matches(compare_transformer_grads(apart.out.param_grads, ref.param_grads, tol)));
     EXPECT_EQ(apart.tensor_peak_bytes, program_peak);
   }
+  // The fused backward's atomic dQ (FlashAttention-2's default) computes the same step; its
+  // fp32 accumulator is a transient workspace, within the same bound.
+  if (io == DType::kBf16 && c.attn == kFused) {
+    const TransformerLayerCudaRun atomic =
+        run_transformer_layer_cuda(d, c.mask, in, io, /*gemm_epilogues=*/true, CausalBwdMode::kAtomic);
+    EXPECT_TRUE(matches(compare_values("dx (atomic dQ)", atomic.out.dx, ref.dx, tol)));
+    EXPECT_TRUE(matches(compare_transformer_grads(atomic.out.param_grads, ref.param_grads, tol)));
+    EXPECT_EQ(atomic.tensor_peak_bytes, program_peak);
+    EXPECT_LE(atomic.peak_bytes, program_peak + atomic.max_workspace_bytes);
+    EXPECT_GE(atomic.max_workspace_bytes, 4 * d.batch * d.seq * d.kv_heads * d.head_dim);
+  }
 }
 
 std::string case_name(const ::testing::TestParamInfo<std::tuple<LayerCase, DType>>& info) {
