@@ -36,4 +36,12 @@ struct TransformerBenchPoint {
 // the state's allocator and nothing is left to do.
 bool setup_transformer_point(BenchState& s, bool stack, std::initializer_list<DType> dtypes, TransformerBenchPoint& pt);
 
+// The checked call's verdict, one text for both backends: dx and every parameter gradient
+// (the stack: its loss and every gradient) against the double reference run on the inputs
+// read before the call, at transformer_layer_tolerance(pt.io).
+CheckResult check_layer_outputs(const TransformerBenchPoint& pt, const TransformerLayerInputs& in,
+                                const std::vector<double>& dx, const std::vector<std::vector<double>>& grads);
+CheckResult check_stack_outputs(const TransformerBenchPoint& pt, const TransformerStackInputs& in,
+                                const std::vector<double>& loss, const std::vector<std::vector<double>>& grads);
+
 }  // namespace seqscale
